@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny OGBench-format datasets written by the tests themselves (no download)."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def write_random_play_dataset(path: str, env_name: str, num_episodes: int, episode_steps: int, seed: int) -> None:
+    """Roll a uniformly random policy in an OGBench data-collection env and save it in OGBench's npz layout.
+
+    Each stored step holds the observation, the action taken from it, and the MuJoCo state *before* the step
+    (`prev_qpos`, ...), exactly as OGBench's generators store them; `terminals` marks each episode's last step.
+    """
+    import gymnasium
+    import ogbench  # noqa: F401  (registers the environments)
+
+    env = gymnasium.make(env_name, terminate_at_goal=False, mode="data_collection", max_episode_steps=episode_steps)
+    rng = np.random.default_rng(seed)
+    keys = ("observations", "actions", "terminals", "qpos", "qvel", "button_states")
+    data = {k: [] for k in keys}
+    for episode in range(num_episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        for t in range(episode_steps):
+            action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+            next_obs, _, _, _, info = env.step(action)
+            data["observations"].append(obs)
+            data["actions"].append(action)
+            data["terminals"].append(t == episode_steps - 1)
+            data["qpos"].append(info["prev_qpos"])
+            data["qvel"].append(info["prev_qvel"])
+            data["button_states"].append(info.get("prev_button_states", np.zeros(0)))
+            obs = next_obs
+    arrays = {k: np.asarray(v) for k, v in data.items()}
+    arrays["observations"] = arrays["observations"].astype(np.float32)
+    if arrays["button_states"].shape[-1] == 0:
+        del arrays["button_states"]
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.fixture(scope="session")
+def cube_single_dir(tmp_path_factory) -> str:
+    """A folder holding a 4-episode cube-single-play-v0 dataset (+ val), made offline in a few seconds."""
+    folder = tmp_path_factory.mktemp("ogbench_data")
+    write_random_play_dataset(str(folder / "cube-single-play-v0.npz"), "cube-single-v0", 4, 101, seed=0)
+    write_random_play_dataset(str(folder / "cube-single-play-v0-val.npz"), "cube-single-v0", 1, 101, seed=100)
+    return str(folder)
