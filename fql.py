@@ -13,6 +13,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ogbench
 import optax
 import tyro
 from tensorboardX import SummaryWriter
@@ -123,8 +124,6 @@ def resolve_env_id(env_id: str) -> tuple[str, str, str]:
 
 def load_data(env_id: str, dataset_name: str, dataset_dir: str, success_timing: str):
     """Make the training env and load the OGBench dataset (rewards relabelled for the task), with clear errors."""
-    import ogbench
-
     train_path = os.path.join(os.path.expanduser(dataset_dir), f"{dataset_name}.npz")
     for path in (train_path, train_path.replace(".npz", "-val.npz")):
         if not os.path.exists(path):
@@ -187,16 +186,21 @@ def sample_actions(nets: Networks, onestep_params, observations, key):
     return jnp.clip(nets.onestep.apply(onestep_params, observations, noise), -1.0, 1.0)
 
 
+def critic_target(onestep_params, target_critic, batch, key, nets: Networks, args: Args):
+    """y = r + gamma * mask * agg_i Qbar_i(s', a'), a' = clip(mu_omega(s', z)); agg is `q_agg` (mean or min)."""
+    next_actions = sample_actions(nets, onestep_params, batch["next_observations"], key)
+    next_q = nets.critic.apply(target_critic, batch["next_observations"], next_actions)
+    next_q = next_q.min(axis=0) if args.q_agg == "min" else next_q.mean(axis=0)
+    return jax.lax.stop_gradient(batch["rewards"] + args.discount * batch["masks"] * next_q)
+
+
 def fql_loss(params, target_critic, batch, key, nets: Networks, args: Args):
     """Critic TD loss + BC flow-matching loss + alpha * distillation loss + Q loss, summed for one Adam step."""
     next_key, bc_key, distill_key, mse_key = jax.random.split(key, 4)
     obs, actions = batch["observations"], batch["actions"]
 
-    # Critic: y = r + gamma * mask * agg_i Qbar_i(s', a'), with a' from the one-step policy (no gradient).
-    next_actions = jax.lax.stop_gradient(sample_actions(nets, params["onestep"], batch["next_observations"], next_key))
-    next_q = nets.critic.apply(target_critic, batch["next_observations"], next_actions)
-    next_q = next_q.min(axis=0) if args.q_agg == "min" else next_q.mean(axis=0)
-    target_q = batch["rewards"] + args.discount * batch["masks"] * next_q
+    # Critic: regress both critics on the TD target.
+    target_q = critic_target(params["onestep"], target_critic, batch, next_key, nets, args)
     q = nets.critic.apply(params["critic"], obs, actions)
     critic_loss = jnp.mean((q - target_q) ** 2)  # mean over both critics and the batch
 
@@ -346,9 +350,9 @@ if __name__ == "__main__":
     key = jax.random.PRNGKey(args.seed)
     key, init_key, eval_key = jax.random.split(key, 3)
 
-    import ogbench
-
-    eval_envs = [
+    if not args.load_model:  # check the dataset first: a missing or broken file fails before anything slow
+        env, train_data, val_data = load_data(env_id, dataset_name, args.dataset_dir, args.success_timing)
+    eval_envs = [  # reused by every evaluation
         ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=args.success_timing)
         for _ in range(min(args.num_eval_envs, args.eval_episodes))
     ]
@@ -359,12 +363,9 @@ if __name__ == "__main__":
         _, nets, params = load_model(args.load_model, obs_dim, action_dim)
         policy = jax.jit(lambda p, o, k: sample_actions(nets, p["onestep"], o, k))
         result = evaluate(eval_envs, policy, params, eval_key, args.eval_episodes, seed=10**6 * (args.seed + 1))
-        print(
-            f"{env_id}: success {result['success']:.3f}, return {result['episodic_return']:.1f} ({args.eval_episodes} episodes)"
-        )
+        print(f"{env_id}: success {result['success']:.3f}, return {result['episodic_return']:.1f}")
         raise SystemExit(0)
 
-    env, train_data, val_data = load_data(env_id, dataset_name, args.dataset_dir, args.success_timing)
     dataset_size = train_data["observations"].shape[0]
     print(f"dataset: {dataset_size} transitions, obs dim {obs_dim}, action dim {action_dim}")
 
