@@ -1,0 +1,300 @@
+"""Run a method's benchmark suite: the paper's task list x seeds, one training run per (task, seed).
+
+    python benchmark/suite.py --method fql-offline --dry-run          # print the 80 commands of the paper's table
+    python benchmark/suite.py --method fino --profile quick           # a CPU-sized check of the same code path
+    python benchmark/suite.py --method fql-o2o --backend slurm --slurm-partition gpu
+
+Per-task alpha, discount and q_agg are tables inside fql.py and fino.py and apply by default (fql.py also switches
+to the offline-to-online alpha when --online-steps > 0), so every command passes only the task, the seed and the
+profile's step counts and network sizes. Each run starts in the repository root and logs to runs/ as the scripts do;
+the commands are appended to `<results-dir>/commands.txt`, where benchmark/summarize.py later writes its tables.
+
+The quick profile reads small regenerated datasets from data/ (about ten minutes each on two cores):
+
+    python benchmark/make_dataset.py --dataset cube-single-play-v0 --num-episodes 100 --out-dir data
+    python benchmark/make_dataset.py --dataset scene-play-v0 --num-episodes 100 --out-dir data
+"""
+
+import datetime
+import os
+import queue
+import shlex
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import submitit
+import tyro
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The paper's task lists: the default task of each OGBench environment (the scripts resolve the aliases).
+# FQL offline (the official FQL README): every state-based OGBench environment.
+FQL_OFFLINE_TASKS = [
+    "antmaze-large",
+    "antmaze-giant",
+    "humanoidmaze-medium",
+    "humanoidmaze-large",
+    "antsoccer-arena",
+    "cube-single",
+    "cube-double",
+    "scene",
+    "puzzle-3x3",
+    "puzzle-4x4",
+]
+# FQL offline-to-online (the official FQL README, its OGBench part).
+FQL_O2O_TASKS = ["humanoidmaze-medium", "antsoccer-arena", "cube-double", "scene", "puzzle-4x4"]
+# FINO (the official FINO README, its OGBench part).
+FINO_TASKS = [
+    "humanoidmaze-medium",
+    "humanoidmaze-large",
+    "antmaze-large",
+    "antmaze-giant",
+    "antsoccer-arena",
+    "cube-double",
+    "puzzle-4x4",
+]
+
+
+@dataclass(frozen=True)
+class Profile:
+    tasks: list[str]
+    seeds: list[int]
+    offline_steps: int
+    online_steps: int
+    eval_every: int
+    eval_episodes: int
+    hidden_dims: tuple[int, ...]  # of the actor and the critic networks
+    dataset_dir: str | None = None  # None: the scripts' default, OGBench's own data folder
+
+
+PAPER_FQL = dict(eval_every=100_000, eval_episodes=50, hidden_dims=(512, 512, 512, 512))
+PAPER_FINO = dict(PAPER_FQL, eval_every=50_000)
+# Quick: the same commands sized for a 2-core CPU, about an hour per method. Two manipulation tasks whose small
+# regenerated datasets live in data/, 30k offline (+ 7.5k online) steps, 2x256 networks, 10 eval episodes, 2 seeds.
+QUICK = dict(
+    tasks=["cube-single", "scene"],
+    seeds=[0, 1],
+    offline_steps=30_000,
+    eval_every=2_500,
+    eval_episodes=10,
+    hidden_dims=(256, 256),
+    dataset_dir="data",
+)
+SUITES = {  # method: (script, {profile: Profile})
+    "fql-offline": (
+        "fql.py",
+        {
+            # 1M gradient steps, evaluated every 100k with 50 episodes (official defaults), 8 seeds
+            "paper": Profile(
+                tasks=FQL_OFFLINE_TASKS, seeds=list(range(8)), offline_steps=1_000_000, online_steps=0, **PAPER_FQL
+            ),
+            "quick": Profile(online_steps=0, **QUICK),
+        },
+    ),
+    "fql-o2o": (
+        "fql.py",
+        {
+            # 1M offline + 1M online steps
+            "paper": Profile(
+                tasks=FQL_O2O_TASKS, seeds=list(range(8)), offline_steps=1_000_000, online_steps=1_000_000, **PAPER_FQL
+            ),
+            "quick": Profile(online_steps=7_500, **QUICK),
+        },
+    ),
+    "fino": (
+        "fino.py",
+        {
+            # 1M offline + 500k online steps, evaluated every 50k, 10 seeds (the FINO paper)
+            "paper": Profile(
+                tasks=FINO_TASKS, seeds=list(range(10)), offline_steps=1_000_000, online_steps=500_000, **PAPER_FINO
+            ),
+            "quick": Profile(online_steps=7_500, **QUICK),
+        },
+    ),
+}
+
+
+@dataclass
+class Args:
+    method: Literal["fql-offline", "fql-o2o", "fino"] = "fql-offline"
+    """the suite to run: FQL offline, FQL offline-to-online, or FINO (offline-to-online)"""
+    profile: Literal["paper", "quick"] = "paper"
+    """`paper`: the paper's tasks, seeds, steps and networks; `quick`: the same code path sized for a CPU"""
+    tasks: list[str] | None = None
+    """env ids or aliases to run instead of the profile's tasks (e.g. `cube-single-task3`)"""
+    seeds: list[int] | None = None
+    """seeds to run instead of the profile's: 0..7 for FQL, 0..9 for FINO, 0..1 for quick"""
+    dataset_dir: str | None = None
+    """folder of the OGBench npz files, relative to the repository root; None: OGBench's own (paper), `data` (quick)"""
+    extra_args: str = ""
+    """flags appended to every command, e.g. `--extra-args="--track --save-model"`; they come last, so they win"""
+    dry_run: bool = False
+    """print the commands and exit"""
+    backend: Literal["local", "submitit-local", "slurm"] = "local"
+    """`local`: a pool of subprocesses; `submitit-local`: submitit's LocalExecutor; `slurm`: a submitit job array"""
+    jobs: int | None = None
+    """runs at the same time; None: one per visible GPU (1 without GPUs), or the whole array on slurm"""
+    results_dir: str = f"benchmark/results/{datetime.date.today().isoformat()}"
+    """folder (relative to the repository root) where commands.txt is appended; summarize.py writes there too"""
+    log_dir: str = "runs/submitit"
+    """submitit's folder for job pickles and the stdout/stderr of each job"""
+    timeout_min: int = 24 * 60
+    """wall-clock limit of one run in minutes (submitit backends)"""
+    slurm_partition: str | None = None
+    """slurm partition; None: the cluster's default"""
+    slurm_gpus_per_node: int = 1
+    """GPUs per run on slurm"""
+    slurm_cpus_per_task: int = 8
+    """CPU cores per run on slurm"""
+    slurm_mem_gb: int = 32
+    """memory per run on slurm, in GB"""
+
+
+def build_commands(args: Args) -> list[list[str]]:
+    """One argv (script and flags, without the interpreter) per (task, seed)."""
+    script, profiles = SUITES[args.method]
+    profile = profiles[args.profile]
+    tasks = args.tasks or profile.tasks
+    seeds = args.seeds if args.seeds is not None else profile.seeds
+    dataset_dir = args.dataset_dir or profile.dataset_dir
+    hidden_dims = [str(d) for d in profile.hidden_dims]
+    commands = []
+    for task in tasks:
+        for seed in seeds:
+            argv = [script, "--env-id", task, "--seed", str(seed)]
+            argv += ["--offline-steps", str(profile.offline_steps), "--online-steps", str(profile.online_steps)]
+            argv += ["--eval-every", str(profile.eval_every), "--eval-episodes", str(profile.eval_episodes)]
+            argv += ["--actor-hidden-dims", *hidden_dims, "--value-hidden-dims", *hidden_dims]
+            if dataset_dir is not None:
+                argv += ["--dataset-dir", dataset_dir]
+            commands.append(argv + shlex.split(args.extra_args))
+    return commands
+
+
+def format_command(argv: list[str]) -> str:
+    return "python " + shlex.join(argv)
+
+
+def visible_gpus() -> list[str]:
+    """GPU indices in CUDA_VISIBLE_DEVICES if set, else those listed by `nvidia-smi -L`; empty without GPUs."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [device for device in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if device]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
+    return [str(i) for i, line in enumerate(line for line in listing.splitlines() if line.startswith("GPU "))]
+
+
+def run_local(commands: list[list[str]], jobs: int, gpus: list[str]) -> list[int]:
+    """Run the commands in a pool of `jobs` subprocesses, round-robin over the GPUs; return their exit codes."""
+    free_devices = queue.Queue()  # a device is handed to one run at a time, then returned
+    for i in range(jobs):
+        free_devices.put(gpus[i % len(gpus)] if gpus else None)
+
+    def run_one(index: int, argv: list[str]) -> int:
+        device = free_devices.get()
+        env = dict(os.environ)
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+            if jobs > len(gpus):  # runs share a GPU: stop JAX from grabbing most of its memory
+                env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+        where = "" if device is None else f" on GPU {device}"
+        print(f"[{index + 1}/{len(commands)}]{where} {format_command(argv)}", flush=True)
+        returncode = subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, env=env).returncode
+        free_devices.put(device)
+        return returncode
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(run_one, range(len(commands)), commands))
+
+
+def make_executor(args: Args) -> submitit.Executor:
+    folder = REPO_ROOT / args.log_dir
+    if args.backend == "submitit-local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=args.timeout_min)
+        return executor
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor.update_parameters(
+        name=args.method,
+        timeout_min=args.timeout_min,
+        slurm_partition=args.slurm_partition,
+        gpus_per_node=args.slurm_gpus_per_node,
+        cpus_per_task=args.slurm_cpus_per_task,
+        mem_gb=args.slurm_mem_gb,
+        slurm_array_parallelism=args.jobs or 256,
+    )
+    return executor
+
+
+def submit(executor: submitit.Executor, commands: list[list[str]]) -> list[submitit.Job]:
+    """Submit the commands as one job array; each job is a plain subprocess whose output lands in the job's logs."""
+    with executor.batch():
+        return [executor.submit(subprocess.run, [sys.executable, *argv], cwd=REPO_ROOT) for argv in commands]
+
+
+def wait_for(job: submitit.Job) -> int:
+    """Exit code of a submitted run; on failure, show the end of its stderr (the script's own error message)."""
+    try:
+        returncode = job.result().returncode
+    except submitit.core.utils.UncompletedJobError:  # killed or timed out before the command returned
+        returncode = -1
+    if returncode != 0:
+        stderr_tail = "\n".join((job.stderr() or "").splitlines()[-20:])
+        print(f"--- end of {job.paths.stderr} ---\n{stderr_tail}", flush=True)
+    return returncode
+
+
+def run_submitit_local(commands: list[list[str]], args: Args) -> list[int]:
+    """LocalExecutor starts every submitted job at once, so submit `--jobs` at a time and wait for each wave."""
+    executor = make_executor(args)
+    wave_size = args.jobs or 1
+    returncodes = []
+    for start in range(0, len(commands), wave_size):
+        wave = commands[start : start + wave_size]
+        jobs = submit(executor, wave)
+        for index, (argv, job) in enumerate(zip(wave, jobs, strict=True), start=start):
+            print(f"[{index + 1}/{len(commands)}] job {job.job_id}: {format_command(argv)}", flush=True)
+        returncodes += [wait_for(job) for job in jobs]
+    return returncodes
+
+
+def launch(commands: list[list[str]], args: Args) -> list[int]:
+    """Run the commands with the chosen backend; return their exit codes (none for slurm, which only submits)."""
+    if args.backend == "local":
+        gpus = visible_gpus()
+        return run_local(commands, args.jobs or max(len(gpus), 1), gpus)
+    if args.backend == "submitit-local":
+        return run_submitit_local(commands, args)
+    jobs = submit(make_executor(args), commands)
+    print(f"submitted {len(jobs)} slurm jobs, array {jobs[0].job_id.split('_')[0]}; logs in {args.log_dir}")
+    return []
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    commands = build_commands(args)
+    if args.dry_run:
+        print("\n".join(format_command(argv) for argv in commands))
+        sys.exit(0)
+
+    results_dir = REPO_ROOT / args.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with open(results_dir / "commands.txt", "a") as f:
+        f.write(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} {format_command(sys.argv)}\n")
+        f.write("".join(format_command(argv) + "\n" for argv in commands))
+
+    returncodes = launch(commands, args)
+    if args.backend == "slurm":
+        sys.exit(0)
+    failed = [argv for argv, returncode in zip(commands, returncodes, strict=True) if returncode != 0]
+    for argv in failed:
+        print(f"FAILED: {format_command(argv)}")
+    print(f"{len(commands) - len(failed)}/{len(commands)} runs finished; tables and plots:")
+    print(f"python benchmark/summarize.py --out-dir {args.results_dir}")
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,382 @@
+"""Summarise benchmark runs into markdown tables and learning curves, read straight from the event files in runs/.
+
+    python benchmark/summarize.py --out-dir benchmark/results/2025-06-01 --dataset-note "regenerated, 200 episodes"
+
+Runs are grouped by method (exp_name), setting (offline or offline-to-online), task and step budget. Each table row
+gives the success rate in %, mean ± std over seeds, at the final evaluation and averaged over the last three
+evaluations, beside the numbers the paper reports; offline-to-online rows read "end of offline → end of online".
+Event files are parsed without TensorFlow: TFRecord framing plus tensorboardX's Event protobuf.
+"""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import re
+import shlex
+import shutil
+import struct
+import subprocess
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+from matplotlib.figure import Figure
+from tensorboardX.proto.event_pb2 import Event
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+METRIC = "eval/success"
+
+# The default task of each OGBench environment: "<env>-singletask-v0" means "<env>-singletask-task<N>-v0".
+DEFAULT_TASKS = {
+    "antmaze-large-navigate": 1,
+    "antmaze-giant-navigate": 1,
+    "humanoidmaze-medium-navigate": 1,
+    "humanoidmaze-large-navigate": 1,
+    "antsoccer-arena-navigate": 4,
+    "cube-single-play": 2,
+    "cube-double-play": 2,
+    "scene-play": 2,
+    "puzzle-3x3-play": 4,
+    "puzzle-4x4-play": 4,
+}
+
+# Where each reference number comes from and how far it can be trusted. Neither paper's own tables could be read.
+SOURCES = {
+    "fql-paper": "FQL paper (Park et al., ICML 2025), default task, 1M offline steps, 8 seeds, mean ± std, as copied "
+    "by third parties from the paper; medium trust.",
+    "fino-notes": "FINO paper (Shin et al., ICLR 2026), 1M offline + 500k online steps, 10 seeds, mean ± 95% CI, as "
+    "quoted by machine-written paper notes; an average over the environment's 5 tasks, not the default task alone; "
+    "low trust (unverified, the notes contradict each other on antmaze-giant).",
+}
+
+# Success rate (%) reported for (method, setting, task): (paper, official code, source). The official-code column
+# is for numbers measured by running the authors' code on the same protocol; there are none yet.
+REFERENCES = {
+    ("fql", "offline", "antmaze-large-navigate-singletask-task1-v0"): ("80 ± 8", None, "fql-paper"),
+    ("fql", "offline", "humanoidmaze-medium-navigate-singletask-task1-v0"): ("19 ± 12", None, "fql-paper"),
+    ("fql", "offline", "humanoidmaze-large-navigate-singletask-task1-v0"): ("7 ± 6", None, "fql-paper"),
+    ("fql", "offline", "antsoccer-arena-navigate-singletask-task4-v0"): ("39 ± 6", None, "fql-paper"),
+    ("fql", "offline", "cube-single-play-singletask-task2-v0"): ("97 ± 2", None, "fql-paper"),
+    ("fql", "offline", "cube-double-play-singletask-task2-v0"): ("36 ± 6", None, "fql-paper"),
+    ("fql", "offline", "scene-play-singletask-task2-v0"): ("76 ± 9", None, "fql-paper"),
+    ("fql", "offline", "puzzle-3x3-play-singletask-task4-v0"): ("16 ± 5", None, "fql-paper"),
+    ("fql", "offline", "puzzle-4x4-play-singletask-task4-v0"): ("11 ± 3", None, "fql-paper"),
+    ("fino", "offline-to-online", "humanoidmaze-medium-navigate-singletask-task1-v0"): (
+        "? → 97 ± 1",
+        None,
+        "fino-notes",
+    ),
+    ("fino", "offline-to-online", "antmaze-giant-navigate-singletask-task1-v0"): (
+        "0 ± 1 → 99 ± 1, or 79",
+        None,
+        "fino-notes",
+    ),
+    ("fino", "offline-to-online", "puzzle-4x4-play-singletask-task4-v0"): ("? → 56 ± 5", None, "fino-notes"),
+}
+
+
+@dataclass
+class Args:
+    runs_dir: str = "runs"
+    """folder holding one sub-folder per run (args.json and event files), relative to the repository root"""
+    out_dir: str = f"benchmark/results/{datetime.date.today().isoformat()}"
+    """folder for README.md, the per-method tables and curves/; benchmark/suite.py writes its commands.txt here"""
+    dataset_note: str = "not recorded"
+    """where the datasets came from, e.g. "regenerated, 200 episodes" or "downloaded OGBench datasets" """
+    hardware: str | None = None
+    """hardware the runs used; None: this machine's CPU and GPUs"""
+    methods: list[str] | None = None
+    """exp_names to summarise (e.g. fql fino); None: every run that logged `eval/success`"""
+
+
+@dataclass
+class Run:
+    path: Path
+    method: str
+    setting: str  # "offline" or "offline-to-online"
+    env_id: str
+    seed: int
+    offline_steps: int
+    online_steps: int
+    eval_episodes: int
+    steps: np.ndarray  # global steps of the evaluations
+    success: np.ndarray  # success rate in % at those steps
+    start_time: float  # wall time of the first event
+    minutes: float  # wall-clock from the first to the last event, JIT compilation included
+
+
+@dataclass
+class Row:
+    method: str
+    setting: str
+    env_id: str
+    offline_steps: int
+    online_steps: int
+    runs: list[Run]  # the finished runs, one per seed
+    unfinished: int  # runs behind the others of their group (still running or stopped), left out of the numbers
+    final: list[tuple[float, float]]  # (mean, std) over seeds per phase: [offline] or [offline, online]
+    last3: list[tuple[float, float]]
+
+
+def canonical_env_id(env_id: str) -> str:
+    """Name the task explicitly ("<env>-singletask-task<N>-v0"), as the scripts do, if a run used the short form."""
+    match = re.fullmatch(r"(.+)-singletask-v0", env_id)
+    return f"{match[1]}-singletask-task{DEFAULT_TASKS[match[1]]}-v0" if match and match[1] in DEFAULT_TASKS else env_id
+
+
+def read_events(path: Path) -> Iterator[Event]:
+    """Events of one file. TFRecord framing: uint64 length, uint32 CRC, payload, uint32 CRC (CRCs are not checked)."""
+    with open(path, "rb") as f:
+        while len(header := f.read(12)) == 12:
+            (length,) = struct.unpack("<Q", header[:8])
+            payload = f.read(length)
+            if len(payload) < length or len(f.read(4)) < 4:
+                return  # a truncated last record: the run is still writing
+            yield Event.FromString(payload)
+
+
+def load_run(run_dir: Path) -> Run | None:
+    """A run from its args.json and event files; None if it has not logged an evaluation yet."""
+    args = json.loads((run_dir / "args.json").read_text())
+    offline_steps, online_steps = args.get("offline_steps", 0), args.get("online_steps", 0)
+    success = {}  # step -> value; a step logged twice keeps the last value
+    wall_times = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in read_events(path):
+            wall_times.append(event.wall_time)
+            for value in event.summary.value:
+                if value.tag == METRIC and value.HasField("simple_value"):
+                    success[event.step] = value.simple_value
+    if not success:
+        return None
+    steps = np.array(sorted(success))
+    return Run(
+        path=run_dir,
+        method=args["exp_name"],
+        setting="offline-to-online" if online_steps > 0 else "offline",
+        env_id=canonical_env_id(args["env_id"]),
+        seed=args["seed"],
+        offline_steps=offline_steps,
+        online_steps=online_steps,
+        eval_episodes=args["eval_episodes"],
+        steps=steps,
+        success=100.0 * np.array([success[step] for step in steps]),
+        start_time=min(wall_times),
+        minutes=(max(wall_times) - min(wall_times)) / 60,
+    )
+
+
+def summarize_group(runs: list[Run]) -> Row:
+    """Mean ± std over seeds of the final and last-3 evaluations of each phase, for runs that reached the end."""
+    last_step = max(run.steps[-1] for run in runs)
+    finished = [run for run in runs if run.steps[-1] == last_step]
+    first = finished[0]
+    phases = ["offline", "online"] if first.online_steps > 0 else ["offline"]
+    final, last3 = [], []
+    for phase in phases:
+        scores = []
+        for run in finished:
+            in_phase = run.steps <= run.offline_steps if phase == "offline" else run.steps > run.offline_steps
+            scores.append((run.success[in_phase][-1], run.success[in_phase][-3:].mean()))
+        scores = np.array(scores)
+        final.append((scores[:, 0].mean(), scores[:, 0].std()))
+        last3.append((scores[:, 1].mean(), scores[:, 1].std()))
+    return Row(
+        method=first.method,
+        setting=first.setting,
+        env_id=first.env_id,
+        offline_steps=first.offline_steps,
+        online_steps=first.online_steps,
+        runs=finished,
+        unfinished=len(runs) - len(finished),
+        final=final,
+        last3=last3,
+    )
+
+
+def collect_rows(runs_dir: Path, methods: list[str] | None) -> tuple[list[Row], list[str]]:
+    """Group the runs under runs_dir into table rows; also say which run folders were skipped and why."""
+    groups, skipped = defaultdict(dict), []
+    runs = []
+    for args_path in sorted(runs_dir.glob("*/args.json")):
+        if methods is not None and json.loads(args_path.read_text())["exp_name"] not in methods:
+            continue
+        run = load_run(args_path.parent)
+        if run is None:
+            skipped.append(f"{args_path.parent.name}: no `{METRIC}` logged yet")
+        else:
+            runs.append(run)
+    for run in sorted(runs, key=lambda run: run.start_time):
+        key = (run.method, run.setting, run.env_id, run.offline_steps, run.online_steps)
+        if run.seed in groups[key]:
+            skipped.append(f"{groups[key][run.seed].path.name}: superseded by the later run {run.path.name}")
+        groups[key][run.seed] = run
+    rows = [summarize_group(list(group.values())) for _, group in sorted(groups.items())]
+    return rows, skipped
+
+
+def format_steps(n: int) -> str:
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if n >= size:
+            return f"{n / size:g}{unit}"
+    return str(n)
+
+
+def format_budget(row: Row) -> str:
+    """Offline gradient steps, plus online env steps for offline-to-online rows: "1M", "1M + 500k"."""
+    return format_steps(row.offline_steps) + (f" + {format_steps(row.online_steps)}" if row.online_steps else "")
+
+
+def format_scores(scores: list[tuple[float, float]]) -> str:
+    return " → ".join(f"{mean:.1f} ± {std:.1f}" for mean, std in scores)
+
+
+def format_table(rows: list[Row]) -> str:
+    """One markdown table for rows of one (method, setting), followed by the sources of its reference numbers."""
+    lines = [
+        "| task | steps | seeds | episodes | final (%) | last 3 (%) | paper (%) | official code (%) | minutes/run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    sources = []
+    for row in rows:
+        seeds = f"{len(row.runs)}" + (f" (+{row.unfinished} unfinished)" if row.unfinished else "")
+        paper, official, source = REFERENCES.get((row.method, row.setting, row.env_id), (None, None, None))
+        if source is not None and source not in sources:
+            sources.append(source)
+        cells = [
+            f"`{row.env_id}`",
+            format_budget(row),
+            seeds,
+            str(row.runs[0].eval_episodes),
+            format_scores(row.final),
+            format_scores(row.last3),
+            f"{paper} [{source}]" if paper else "—",
+            f"{official} [{source}]" if official else "—",
+            f"{np.mean([run.minutes for run in row.runs]):.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + [f"- [{source}] {SOURCES[source]}" for source in sources]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def plot_curves(rows: list[Row], out_dir: Path) -> list[Path]:
+    """One PNG per task: success over steps, mean over seeds with a ±std band, one line per method and setting."""
+    by_task = defaultdict(list)
+    for row in rows:
+        by_task[row.env_id].append(row)
+    paths = []
+    for env_id, task_rows in sorted(by_task.items()):
+        fig = Figure(figsize=(6, 4), layout="tight")
+        ax = fig.subplots()
+        for row in task_rows:
+            steps = sorted(set.intersection(*(set(run.steps.tolist()) for run in row.runs)))
+            curves = np.array([[run.success[run.steps == step][0] for step in steps] for run in row.runs])
+            mean, std = curves.mean(axis=0), curves.std(axis=0)
+            label = f"{row.method} {row.setting}, {format_budget(row)} steps ({len(row.runs)} seeds)"
+            (line,) = ax.plot(steps, mean, label=label)
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            if row.online_steps > 0:
+                ax.axvline(row.offline_steps, color=line.get_color(), linestyle=":")
+        ax.set(
+            title=env_id,
+            xlabel="step (gradient steps offline, then env steps online)",
+            ylabel="success (%)",
+            ylim=(0, 100),
+        )
+        ax.legend()
+        path = out_dir / "curves" / f"{env_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        paths.append(path)
+    return paths
+
+
+def describe_hardware() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    cpu = f"{models[0] if models else 'CPU'} ({os.cpu_count()} cores)"
+    gpus = []
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+        gpus = subprocess.run(query, capture_output=True, text=True).stdout.split("\n")
+    names = sorted({name for name in gpus if name})
+    gpu = ", ".join(f"{gpus.count(name)}x {name}" for name in names) or "no GPU"
+    return f"{cpu}, {gpu}"
+
+
+def describe_software() -> str:
+    versions = []
+    for package in ("jax", "flax", "optax", "ogbench", "mujoco"):
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ", ".join(versions)
+
+
+def main(args: Args) -> None:
+    runs_dir, out_dir = REPO_ROOT / args.runs_dir, REPO_ROOT / args.out_dir
+    rows, skipped = collect_rows(runs_dir, args.methods)
+    if not rows:
+        raise SystemExit(f"no run under {runs_dir} has logged `{METRIC}` yet")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    tables = defaultdict(list)  # (method, setting) -> rows
+    for row in rows:
+        tables[row.method, row.setting].append(row)
+    sections = defaultdict(list)  # method -> one markdown section per setting
+    for (method, setting), table_rows in sorted(tables.items()):
+        sections[method].append(f"### {method}, {setting}\n\n{format_table(table_rows)}")
+    for method, method_sections in sections.items():
+        (out_dir / f"{method}.md").write_text("\n".join(method_sections))
+    curves = plot_curves(rows, out_dir)
+
+    all_runs = [run for row in rows for run in row.runs]
+    first_day, last_day = (datetime.date.fromtimestamp(f(run.start_time for run in all_runs)) for f in (min, max))
+    commands_path = out_dir / "commands.txt"
+    commands = (
+        commands_path.read_text() if commands_path.exists() else "(no commands.txt: benchmark/suite.py writes it)"
+    )
+    command = ["python", "benchmark/summarize.py", "--runs-dir", args.runs_dir, "--out-dir", args.out_dir]
+    command += ["--dataset-note", args.dataset_note] + (["--hardware", args.hardware] if args.hardware else [])
+    command += ["--methods", *args.methods] if args.methods else []
+    readme = [
+        "# Benchmark results",
+        "",
+        f"- Summary made on {datetime.date.today()} by `{shlex.join(command)}`.",
+        f"- Runs: {len(all_runs)} finished, from `{args.runs_dir}/`, started between {first_day} and {last_day}.",
+        f"- Hardware: {args.hardware or describe_hardware() + ' (the machine this summary was made on)'}.",
+        f"- Software: {describe_software()}.",
+        f"- Datasets: {args.dataset_note}. The reference numbers come from the published OGBench datasets; a "
+        "regenerated dataset is statistically equivalent to the published one, not identical.",
+        f"- Metric: `{METRIC}` in %, mean ± std over seeds (numpy std, ddof=0). *final*: the last evaluation of a "
+        "phase; *last 3*: the mean of its last three evaluations. Offline-to-online rows read offline → online. "
+        "*episodes*: evaluation episodes per evaluation. *minutes/run*: wall-clock from the first to the last "
+        "logged event of a run, JIT compilation included. Runs behind the other seeds of their group are counted "
+        "as unfinished and left out of the numbers.",
+        "",
+        "## Commands",
+        "",
+        "```",
+        commands.rstrip(),
+        "```",
+        "",
+        "## Results",
+        "",
+        *(section for method_sections in sections.values() for section in method_sections),
+        "## Learning curves",
+        "",
+        *(f"![{path.stem}](curves/{path.name})\n" for path in curves),
+    ]
+    if skipped:
+        readme += ["", "## Skipped run folders", "", *(f"- {reason}" for reason in skipped)]
+    (out_dir / "README.md").write_text("\n".join(readme) + "\n")
+    print(f"{len(rows)} table rows from {len(all_runs)} runs written to {out_dir}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
