@@ -269,8 +269,11 @@ def add_transition(data, transition, index):
 
 
 def validation_losses(state, val_data, key, nets: Networks, args: Args):
-    idx = jax.random.randint(key, (args.batch_size,), 0, val_data["observations"].shape[0])
-    return fql_loss(state.params, state.target_critic, jax.tree.map(lambda x: x[idx], val_data), key, nets, args)[1]
+    batch_key, loss_key = jax.random.split(key)
+    idx = jax.random.randint(batch_key, (args.batch_size,), 0, val_data["observations"].shape[0])
+    return fql_loss(state.params, state.target_critic, jax.tree.map(lambda x: x[idx], val_data), loss_key, nets, args)[
+        1
+    ]
 
 
 def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
