@@ -271,9 +271,8 @@ def add_transition(data, transition, index):
 def validation_losses(state, val_data, key, nets: Networks, args: Args):
     batch_key, loss_key = jax.random.split(key)
     idx = jax.random.randint(batch_key, (args.batch_size,), 0, val_data["observations"].shape[0])
-    return fql_loss(state.params, state.target_critic, jax.tree.map(lambda x: x[idx], val_data), loss_key, nets, args)[
-        1
-    ]
+    batch = jax.tree.map(lambda x: x[idx], val_data)
+    return fql_loss(state.params, state.target_critic, batch, loss_key, nets, args)[1]
 
 
 def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
@@ -398,9 +397,11 @@ if __name__ == "__main__":
     state = init_train_state(init_key, nets, tx, obs_dim, action_dim)
     if online:
         capacity = max(args.buffer_size, dataset_size + 1)
-        data = {
-            k: jnp.zeros((capacity, *v.shape[1:]), jnp.float32).at[:dataset_size].set(v) for k, v in train_data.items()
-        }
+        data = {}
+        for k, v in train_data.items():  # filled on the host, so that the device holds one copy of the buffer
+            data[k] = np.zeros((capacity, *v.shape[1:]), np.float32)
+            data[k][:dataset_size] = v
+        data = jax.device_put(data)
     else:
         data = jax.device_put(train_data)
     val_data = jax.device_put(val_data)
@@ -481,15 +482,14 @@ if __name__ == "__main__":
         state = new_state
         episode_return, episode_length = episode_return + reward, episode_length + 1
         obs = next_obs
+        global_step = args.offline_steps + env_step
         if terminated or truncated:
-            global_step = args.offline_steps + env_step
             writer.add_scalar("charts/episodic_return", episode_return, global_step)
             writer.add_scalar("charts/episodic_length", episode_length, global_step)
             writer.add_scalar("charts/success", float(info["success"]), global_step)
             obs, _ = env.reset()
             episode_return, episode_length = 0.0, 0
         progress.update(1)
-        global_step = args.offline_steps + env_step
         if env_step % args.log_every == 0:
             log_losses(
                 {k: v[-1] for k, v in jax.device_get(infos).items()}, val_fn(state, val_data, val_key), global_step

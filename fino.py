@@ -1,0 +1,683 @@
+# FINO: Flow Matching with Injected Noise for Offline-to-Online RL (Shin, Chae, Park, Sung, ICLR 2026,
+# arXiv:2602.18117): FQL + noise injected into the BC flow's path + entropy-guided sampling online; docs: docs/fino.md
+import dataclasses
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import ogbench
+import optax
+import tyro
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+from common_flow import CriticEnsemble, VectorField, euler_sample, flow_path, polyak_update
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 0
+    """seed of the experiment (Python, NumPy, JAX, environment resets)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "flow-rl"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    save_model: bool = False
+    """whether to save the parameters and the resolved Args into `runs/{run_name}`"""
+    load_model: str | None = None
+    """path of a saved `.flax` file: skip training, load it (with the args.json beside it) and evaluate it"""
+
+    # Environment and data
+    env_id: str = "cube-single"
+    """an alias (`cube-single`, `antmaze`, `puzzle-3x3-task1`, ...) or a full OGBench single-task id"""
+    dataset_dir: str = "~/.ogbench/data"
+    """folder holding `<dataset>.npz` and `<dataset>-val.npz` (OGBench's own folder by default)"""
+    success_timing: Literal["pre", "post"] = "post"
+    """OGBench success/reward timing: 'post' (from s', as in ogbench 1.1.0 used by the paper) or 'pre' (from s)"""
+    offline_steps: int = 1_000_000
+    """number of offline gradient steps"""
+    online_steps: int = 500_000
+    """number of online environment steps after the offline phase (one gradient step each)"""
+    buffer_size: int = 1_500_000
+    """replay capacity in the online phase (at least the dataset size + 1; the dataset seeds the buffer)"""
+    eval_every: int = 50_000
+    """evaluate every this many steps (gradient steps offline, env steps online), plus at the start and end"""
+    eval_episodes: int = 50
+    """number of evaluation episodes"""
+    num_eval_envs: int = 10
+    """number of evaluation environments stepped in lockstep with one batched policy call per step"""
+    log_every: int = 5_000
+    """log losses every this many steps; offline, this is also the number of gradient steps per jitted call"""
+
+    # Algorithm specific arguments
+    batch_size: int = 256
+    """the batch size of each gradient step"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of all networks"""
+    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
+    """hidden layers of the BC flow and of the one-step policy"""
+    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
+    """hidden layers of each critic"""
+    value_layer_norm: bool = True
+    """LayerNorm after each hidden activation of the critics"""
+    actor_layer_norm: bool = False
+    """LayerNorm after each hidden activation of the policies"""
+    alpha: float | None = None
+    """distillation coefficient; default: the paper's value for the task (one value for both phases)"""
+    discount: float | None = None
+    """discount factor; default: the paper's value for the task"""
+    q_agg: Literal["mean", "min"] | None = None
+    """aggregation of the two critics in the TD target and in scoring candidates; default: the paper's value"""
+    tau: float = 0.005
+    """target network update rate"""
+    flow_steps: int = 10
+    """Euler steps of the BC flow"""
+    normalize_q_loss: bool = False
+    """scale the Q term by 1 / mean|Q| (off in the paper; the official README suggests it for new tasks)"""
+    noise_scale: float = 0.1
+    """eta, the scale of the noise injected into the BC flow's interpolant (0 gives FQL's flow matching)"""
+    noise_schedule: Literal["code", "paper"] = "code"
+    """'code': x_t + eta exp(10(t-1)) n, target x1 - x0 (official code); 'paper': x_t + sigma_t n with
+    sigma_t^2 = eta t (2 - (2 - eta) t), target x1 - (1 - eta) x0"""
+    num_candidates: int | None = None
+    """N, one-step samples scored by the critics at each acting step; default: min(10, ceil(action_dim / 2))"""
+    beta_init: float = 10.0
+    """initial inverse temperature beta of the softmax over the candidates' normalised Q"""
+    beta_lr: float = 0.1
+    """step size of the update beta <- max(0, beta + beta_lr * (entropy - target_entropy))"""
+    target_entropy: float | None = None
+    """target entropy of the online behaviour policy; default: -action_dim"""
+    entropy_every: int = 50_000
+    """estimate the behaviour policy's entropy and update beta every this many online steps"""
+    entropy_states: int = 256
+    """buffer states at which the entropy is estimated"""
+    entropy_samples: int = 200
+    """actions sampled at each of these states"""
+    gmm_components: int = 3
+    """components of the full-covariance Gaussian mixture fitted to each state's actions"""
+
+
+# The paper's per-environment flags (official FINO README), used for all five tasks of each environment; FINO's README
+# has no cube-single, scene or puzzle-3x3: those rows take FQL's offline-to-online values.
+# name: (dataset type, default task, alpha, discount, q_agg)
+TASKS = {
+    "antmaze-large": ("navigate", 1, 10.0, 0.99, "min"),
+    "antmaze-giant": ("navigate", 1, 10.0, 0.995, "min"),
+    "humanoidmaze-medium": ("navigate", 1, 100.0, 0.995, "mean"),
+    "humanoidmaze-large": ("navigate", 1, 30.0, 0.995, "mean"),
+    "antsoccer-arena": ("navigate", 4, 30.0, 0.995, "mean"),
+    "cube-single": ("play", 2, 300.0, 0.99, "mean"),
+    "cube-double": ("play", 2, 300.0, 0.99, "mean"),
+    "scene": ("play", 2, 300.0, 0.99, "mean"),
+    "puzzle-3x3": ("play", 4, 1000.0, 0.99, "mean"),
+    "puzzle-4x4": ("play", 4, 1000.0, 0.99, "mean"),
+}
+SHORT_ALIASES = {"antmaze": "antmaze-large", "humanoidmaze": "humanoidmaze-medium", "antsoccer": "antsoccer-arena"}
+
+
+def resolve_env_id(env_id: str) -> tuple[str, str, str]:
+    """Alias or full id -> (environment name in TASKS, full single-task OGBench id, dataset name)."""
+    full = re.fullmatch(r"(?P<name>[a-z0-9-]+?)-(?P<dtype>navigate|play)-singletask(-task(?P<task>[1-5]))?-v0", env_id)
+    alias = re.fullmatch(r"(?P<name>[a-z0-9-]+?)(-task(?P<task>[1-5]))?", env_id)
+    match = full or alias
+    name = SHORT_ALIASES.get(match["name"], match["name"]) if match else None
+    if name not in TASKS or (full and full["dtype"] != TASKS[name][0]):
+        accepted = ", ".join(list(TASKS) + list(SHORT_ALIASES))
+        raise SystemExit(
+            f"error: unknown --env-id '{env_id}'. Accepted: {accepted}; optionally with '-taskN' (N in 1..5), "
+            "or a full id such as cube-single-play-singletask-task2-v0."
+        )
+    dataset_type, default_task = TASKS[name][:2]
+    task = int(match["task"] or default_task)
+    return name, f"{name}-{dataset_type}-singletask-task{task}-v0", f"{name}-{dataset_type}-v0"
+
+
+def load_data(env_id: str, dataset_name: str, dataset_dir: str, success_timing: str):
+    """Make the training env and load the OGBench dataset (rewards relabelled for the task), with clear errors."""
+    train_path = os.path.join(os.path.expanduser(dataset_dir), f"{dataset_name}.npz")
+    for path in (train_path, train_path.replace(".npz", "-val.npz")):
+        if not os.path.exists(path):
+            raise SystemExit(
+                f"error: dataset file not found: {path}\n"
+                f"Download it with `python -c \"import ogbench; ogbench.download_datasets(['{dataset_name}'])\"` "
+                f"or regenerate it offline with:\n"
+                f"  python benchmark/make_dataset.py --dataset {dataset_name} --out-dir {dataset_dir}"
+            )
+        with np.load(path) as file:
+            required = {"observations", "actions", "terminals", "qpos", "qvel"}
+            if dataset_name.startswith(("scene", "puzzle")):
+                required.add("button_states")
+            if missing := required - set(file.files):
+                raise SystemExit(f"error: dataset file {path} lacks the keys {sorted(missing)}")
+    env, train, val = ogbench.make_env_and_datasets(env_id, dataset_path=train_path, success_timing=success_timing)
+    # Keep actions strictly inside (-1, 1), as the official code does.
+    for dataset in (train, val):
+        dataset["actions"] = np.clip(dataset["actions"], -1 + 1e-5, 1 - 1e-5)
+    keys = ("observations", "actions", "rewards", "masks", "next_observations")
+    return env, {k: train[k].astype(np.float32) for k in keys}, {k: val[k].astype(np.float32) for k in keys}
+
+
+# ALGO LOGIC: networks and training state
+class Networks(NamedTuple):
+    critic: CriticEnsemble  # Q_phi(s, a), two critics
+    bc_flow: VectorField  # v_theta(s, x_t, t), trained by flow matching on dataset actions
+    onestep: VectorField  # mu_omega(s, z), the policy that acts
+
+
+class TrainState(NamedTuple):
+    params: dict  # {"critic", "bc_flow", "onestep"}, all updated by one Adam
+    target_critic: dict
+    opt_state: optax.OptState
+
+
+def make_networks(args: Args, action_dim: int) -> tuple[Networks, optax.GradientTransformation]:
+    nets = Networks(
+        critic=CriticEnsemble(args.value_hidden_dims, num_critics=2, layer_norm=args.value_layer_norm),
+        bc_flow=VectorField(args.actor_hidden_dims, action_dim, layer_norm=args.actor_layer_norm),
+        onestep=VectorField(args.actor_hidden_dims, action_dim, layer_norm=args.actor_layer_norm),
+    )
+    return nets, optax.adam(args.learning_rate)
+
+
+def init_train_state(key, nets: Networks, tx, obs_dim: int, action_dim: int) -> TrainState:
+    critic_key, bc_key, onestep_key = jax.random.split(key, 3)
+    obs, action, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1, 1))
+    params = {
+        "critic": nets.critic.init(critic_key, obs, action),
+        "bc_flow": nets.bc_flow.init(bc_key, obs, action, t),
+        "onestep": nets.onestep.init(onestep_key, obs, action),
+    }
+    return TrainState(params, params["critic"], tx.init(params))
+
+
+def sample_actions(nets: Networks, onestep_params, observations, key):
+    """One one-step sample a = clip(mu_omega(s, z)), z ~ N(0, I): the TD target's next action and each candidate."""
+    noise = jax.random.normal(key, (*observations.shape[:-1], nets.onestep.action_dim))
+    return jnp.clip(nets.onestep.apply(onestep_params, observations, noise), -1.0, 1.0)
+
+
+def candidate_actions(nets: Networks, params, observations, key, args: Args):
+    """N one-step samples per state and their scores agg_k Q_k(s, a_i) (online critics, `q_agg`): (N, B, d), (N, B)."""
+    observations = jnp.broadcast_to(observations, (args.num_candidates, *observations.shape))
+    candidates = sample_actions(nets, params["onestep"], observations, key)
+    q = nets.critic.apply(params["critic"], observations, candidates)
+    return candidates, q.min(axis=0) if args.q_agg == "min" else q.mean(axis=0)
+
+
+def select_actions(nets: Networks, params, observations, key, beta, args: Args, greedy: bool):
+    """Entropy-guided sampling: i ~ softmax_i(beta * Q_i / mean_j |Q_j|) over a state's N candidates, or the argmax
+    if `greedy` (evaluation). Also returns each state's candidate-Q spread (max_i Q_i - min_i Q_i) / mean_j |Q_j|."""
+    candidate_key, choice_key = jax.random.split(key)
+    candidates, q = candidate_actions(nets, params, observations, candidate_key, args)
+    scale = jnp.maximum(jnp.abs(q).mean(axis=0), 1e-8)
+    index = jnp.argmax(q, axis=0) if greedy else jax.random.categorical(choice_key, beta * q / scale, axis=0)
+    actions = jnp.take_along_axis(candidates, index[None, ..., None], axis=0)[0]
+    return actions, (q.max(axis=0) - q.min(axis=0)) / scale
+
+
+def noisy_flow_path(x0, x1, t, noise, eta: float, schedule: str):
+    """The BC flow's input x_t + sigma_t n (n ~ N(0, I)) and its regression target; `t` has shape (B, 1).
+
+    code:  sigma_t = eta exp(10 (t - 1)), target x1 - x0.
+    paper: sigma_t^2 = eta t (2 - (2 - eta) t), target x1 - (1 - eta) x0; given x1 the input is then
+           N(t x1, (1 - (1 - eta) t)^2 I), the straight path with sigma_min = eta. eta = 0 gives `flow_path`.
+    """
+    x_t, velocity = flow_path(x0, x1, t)
+    if schedule == "paper":
+        sigma = jnp.sqrt(jnp.maximum(eta * t * (2.0 - (2.0 - eta) * t), 0.0))
+        velocity = x1 - (1.0 - eta) * x0
+    else:
+        sigma = eta * jnp.exp(10.0 * (t - 1.0))
+    return x_t + sigma * noise, velocity
+
+
+def noisy_flow_matching_loss(velocity_fn, x1, key, eta: float, schedule: str):
+    """E_{x0, t, n} ||v(x_t + sigma_t n, t) - target||^2, averaged over batch and action dims."""
+    x0_key, time_key, noise_key = jax.random.split(key, 3)
+    x0 = jax.random.normal(x0_key, x1.shape)
+    t = jax.random.uniform(time_key, (*x1.shape[:-1], 1))
+    x_noisy, target = noisy_flow_path(x0, x1, t, jax.random.normal(noise_key, x1.shape), eta, schedule)
+    return jnp.mean((velocity_fn(x_noisy, t) - target) ** 2)
+
+
+def critic_target(onestep_params, target_critic, batch, key, nets: Networks, args: Args):
+    """y = r + gamma * mask * agg_i Qbar_i(s', a'), a' = clip(mu_omega(s', z)); agg is `q_agg` (mean or min)."""
+    next_actions = sample_actions(nets, onestep_params, batch["next_observations"], key)
+    next_q = nets.critic.apply(target_critic, batch["next_observations"], next_actions)
+    next_q = next_q.min(axis=0) if args.q_agg == "min" else next_q.mean(axis=0)
+    return jax.lax.stop_gradient(batch["rewards"] + args.discount * batch["masks"] * next_q)
+
+
+def fino_loss(params, target_critic, batch, key, nets: Networks, args: Args):
+    """Critic TD loss + noise-injected BC flow-matching loss + alpha * distillation loss + Q loss, for one Adam step."""
+    next_key, bc_key, distill_key, mse_key = jax.random.split(key, 4)
+    obs, actions = batch["observations"], batch["actions"]
+
+    # Critic: regress both critics on the TD target.
+    target_q = critic_target(params["onestep"], target_critic, batch, next_key, nets, args)
+    q = nets.critic.apply(params["critic"], obs, actions)
+    critic_loss = jnp.mean((q - target_q) ** 2)  # mean over both critics and the batch
+
+    # BC flow: flow matching towards the dataset actions, with noise injected into the interpolant.
+    bc_flow_loss = noisy_flow_matching_loss(
+        lambda x, t: nets.bc_flow.apply(params["bc_flow"], obs, x, t),
+        actions,
+        bc_key,
+        args.noise_scale,
+        args.noise_schedule,
+    )
+
+    # Distillation: the one-step policy regresses the clipped noise-free Euler solution of the BC flow from the same noise.
+    # The target carries no gradient, so the BC flow is trained by flow matching alone.
+    noise = jax.random.normal(distill_key, actions.shape)
+    bc_flow_params = jax.lax.stop_gradient(params["bc_flow"])
+    target_actions = euler_sample(lambda x, t: nets.bc_flow.apply(bc_flow_params, obs, x, t), noise, args.flow_steps)
+    actor_actions = nets.onestep.apply(params["onestep"], obs, noise)
+    distill_loss = jnp.mean((actor_actions - target_actions) ** 2)
+
+    # Q term: maximise the mean of both critics at the clipped one-step action; the critics get no gradient.
+    q_actor = nets.critic.apply(jax.lax.stop_gradient(params["critic"]), obs, jnp.clip(actor_actions, -1, 1))
+    q_actor = q_actor.mean(axis=0)
+    q_loss = -q_actor.mean()
+    if args.normalize_q_loss:
+        q_loss = q_loss / jax.lax.stop_gradient(jnp.abs(q_actor).mean())
+
+    actor_loss = bc_flow_loss + args.alpha * distill_loss + q_loss
+    mse = jnp.mean((sample_actions(nets, params["onestep"], obs, mse_key) - actions) ** 2)
+    info = {
+        "total_loss": critic_loss + actor_loss,
+        "critic_loss": critic_loss,
+        "q_mean": q.mean(),
+        "q_max": q.max(),
+        "q_min": q.min(),
+        "actor_loss": actor_loss,
+        "bc_flow_loss": bc_flow_loss,
+        "distill_loss": distill_loss,
+        "q_loss": q_loss,
+        "q": q_actor.mean(),
+        "mse": mse,  # one-step action vs dataset action, a diagnostic only
+    }
+    return critic_loss + actor_loss, info
+
+
+def update(state: TrainState, batch, key, nets: Networks, tx, args: Args):
+    grads, info = jax.grad(fino_loss, has_aux=True)(state.params, state.target_critic, batch, key, nets, args)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    # Polyak average from the critic *before* this step's update, as the official code does.
+    target_critic = polyak_update(state.target_critic, state.params["critic"], args.tau)
+    return TrainState(params, target_critic, opt_state), info
+
+
+def train_chunk(state, data, data_size, key, num_steps: int, nets: Networks, tx, args: Args):
+    """`num_steps` gradient steps in one compiled call; batches are drawn uniformly from data[:data_size]."""
+
+    def step(carry, _):
+        state, key = carry
+        key, batch_key, update_key = jax.random.split(key, 3)
+        idx = jax.random.randint(batch_key, (args.batch_size,), 0, data_size)
+        state, info = update(state, jax.tree.map(lambda x: x[idx], data), update_key, nets, tx, args)
+        return (state, key), info
+
+    (state, key), infos = jax.lax.scan(step, (state, key), length=num_steps)
+    return state, key, infos  # infos: one value per step, to log and to find the step of a NaN
+
+
+def add_transition(data, transition, index):
+    """Write one transition at `index` of the device-resident replay buffer (in place: the buffer is donated)."""
+    return jax.tree.map(lambda buffer, x: buffer.at[index].set(x), data, transition)
+
+
+def validation_losses(state, val_data, key, nets: Networks, args: Args):
+    batch_key, loss_key = jax.random.split(key)
+    idx = jax.random.randint(batch_key, (args.batch_size,), 0, val_data["observations"].shape[0])
+    batch = jax.tree.map(lambda x: x[idx], val_data)
+    return fino_loss(state.params, state.target_critic, batch, loss_key, nets, args)[1]
+
+
+# ALGO LOGIC: entropy of the behaviour policy (Gaussian-mixture EM) and the temperature update
+def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int = 20, reg_covar: float = 1e-6):
+    """Fit a full-covariance Gaussian mixture to samples x of shape (n, d) by EM from a k-means++ / Lloyd start
+    (scikit-learn's recipe, with fixed iteration counts so that it jits and vmaps). Returns weights (K,), means
+    (K, d), covariances (K, d, d); reg_covar * I is added to each covariance."""
+    n, d = x.shape
+    offset = x.mean(axis=0)
+    x = x - offset  # centring changes no covariance and keeps float32 accurate
+
+    def sq_distances(centers):  # (n, K)
+        return jnp.sum((x[:, None, :] - centers[None]) ** 2, axis=-1)
+
+    # k-means++: the first centre uniformly, each next one with probability proportional to its squared distance.
+    first_key, *center_keys = jax.random.split(key, num_components)
+    centers = x[jax.random.randint(first_key, (1,), 0, n)]
+    for center_key in center_keys:
+        new = jax.random.categorical(center_key, jnp.log(sq_distances(centers).min(axis=1)))
+        centers = jnp.concatenate([centers, x[new][None]])
+
+    def lloyd_step(_, centers):
+        one_hot = jax.nn.one_hot(jnp.argmin(sq_distances(centers), axis=1), num_components)
+        counts = one_hot.sum(axis=0)[:, None]
+        return jnp.where(counts > 0, one_hot.T @ x / jnp.maximum(counts, 1.0), centers)
+
+    centers = jax.lax.fori_loop(0, kmeans_iters, lloyd_step, centers)
+
+    def m_step(resp):  # resp: (n, K) responsibilities
+        counts = resp.sum(axis=0) + 10 * jnp.finfo(x.dtype).eps
+        means = resp.T @ x / counts[:, None]
+        diff = x[None] - means[:, None]  # (K, n, d)
+        covs = jnp.einsum("nk,kni,knj->kij", resp, diff, diff) / counts[:, None, None] + reg_covar * jnp.eye(d)
+        return counts / n, means, covs
+
+    def em_step(_, gmm):
+        weights, means, covs = gmm
+        chol = jnp.linalg.cholesky(covs)
+        z = jax.scipy.linalg.solve_triangular(chol, (x[None] - means[:, None]).swapaxes(1, 2), lower=True)
+        log_det = 2.0 * jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)).sum(axis=-1)
+        log_p = jnp.log(weights)[:, None] - 0.5 * ((z**2).sum(axis=1) + log_det[:, None] + d * jnp.log(2 * jnp.pi))
+        return m_step(jax.nn.softmax(log_p, axis=0).T)  # E-step: posterior of each component, then M-step
+
+    gmm = m_step(jax.nn.one_hot(jnp.argmin(sq_distances(centers), axis=1), num_components))
+    weights, means, covs = jax.lax.fori_loop(0, em_iters, em_step, gmm)
+    return weights, means + offset, covs
+
+
+def gmm_entropy_bound(weights, covs):
+    """Upper bound on a Gaussian mixture's entropy: H(w) + sum_k w_k H(N(mu_k, Sigma_k)),
+    with H(N(mu, Sigma)) = d/2 (1 + log 2 pi) + 1/2 log det Sigma."""
+    d = covs.shape[-1]
+    component_entropy = 0.5 * d * (1.0 + jnp.log(2 * jnp.pi)) + 0.5 * jnp.linalg.slogdet(covs)[1]
+    return -jnp.sum(weights * jnp.log(weights + 1e-8)) + jnp.sum(weights * component_entropy)
+
+
+def estimate_entropy(params, data, data_size, key, beta, nets: Networks, args: Args):
+    """Mean over `entropy_states` buffer states of the mixture entropy bound fitted to `entropy_samples` actions of
+    the behaviour policy (entropy-guided sampling at temperature beta) at each state."""
+    state_key, sample_key, fit_key = jax.random.split(key, 3)
+    observations = data["observations"][jax.random.randint(state_key, (args.entropy_states,), 0, data_size)]
+    actions = jax.lax.map(  # (samples, states, d), computed in chunks of 25 samples to bound memory
+        lambda k: select_actions(nets, params, observations, k, beta, args, greedy=False)[0],
+        jax.random.split(sample_key, args.entropy_samples),
+        batch_size=min(25, args.entropy_samples),
+    )
+    fit = partial(fit_gmm, num_components=args.gmm_components)
+    weights, _, covs = jax.vmap(fit)(actions.swapaxes(0, 1), jax.random.split(fit_key, args.entropy_states))
+    return jax.vmap(gmm_entropy_bound)(weights, covs).mean()
+
+
+def update_beta(beta: float, entropy: float, target_entropy: float, step_size: float) -> float:
+    """beta <- max(0, beta + step_size * (entropy - target)): a too random behaviour policy makes the choice greedier."""
+    return max(0.0, beta + step_size * (entropy - target_entropy))
+
+
+def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
+    """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per step."""
+    successes, returns, lengths = [], [], []
+    for first in range(0, num_episodes, len(envs)):
+        active_envs = envs[: min(len(envs), num_episodes - first)]
+        obs = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active_envs)])
+        done = np.zeros(len(active_envs), bool)
+        ep_return, ep_length, ep_success = (
+            np.zeros(len(active_envs)),
+            np.zeros(len(active_envs), int),
+            np.zeros(len(active_envs)),
+        )
+        while not done.all():
+            key, action_key = jax.random.split(key)
+            actions = np.asarray(policy(params, obs, action_key))
+            for i, env in enumerate(active_envs):
+                if done[i]:
+                    continue
+                obs[i], reward, terminated, truncated, info = env.step(actions[i])
+                ep_return[i] += reward
+                ep_length[i] += 1
+                ep_success[i] = info["success"]
+                done[i] = terminated or truncated
+        successes += ep_success.tolist()
+        returns += ep_return.tolist()
+        lengths += ep_length.tolist()
+    return {"success": np.mean(successes), "episodic_return": np.mean(returns), "episodic_length": np.mean(lengths)}
+
+
+def save_model(run_dir: str, exp_name: str, state: TrainState, beta: float, args: Args) -> str:
+    """Write the parameters and beta (flax serialization, atomically) and the resolved Args beside them."""
+    path = os.path.join(run_dir, f"{exp_name}.flax")
+    with open(path + ".tmp", "wb") as f:
+        saved = {"params": state.params, "target_critic": state.target_critic, "beta": np.float32(beta)}
+        f.write(flax.serialization.to_bytes(saved))
+    os.replace(path + ".tmp", path)
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+    return path
+
+
+def load_model(path: str, obs_dim: int, action_dim: int) -> tuple[Args, Networks, dict, float]:
+    """Inverse of `save_model`: the saved Args (for the architecture), the parameters and beta."""
+    with open(os.path.join(os.path.dirname(path), "args.json")) as f:
+        saved = json.load(f)
+    saved_args = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    nets, tx = make_networks(saved_args, action_dim)
+    template = init_train_state(jax.random.PRNGKey(0), nets, tx, obs_dim, action_dim)
+    with open(path, "rb") as f:
+        restored = flax.serialization.from_bytes(
+            {"params": template.params, "target_critic": template.params["critic"], "beta": np.float32(0)}, f.read()
+        )
+    return saved_args, nets, restored["params"], float(restored["beta"])
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.load_model:  # evaluate a saved model on its own task
+        with open(os.path.join(os.path.dirname(args.load_model), "args.json")) as f:
+            args = dataclasses.replace(args, env_id=json.load(f)["env_id"])
+    name, env_id, dataset_name = resolve_env_id(args.env_id)
+    online = args.online_steps > 0
+    _, _, alpha, discount, q_agg = TASKS[name]
+    args = dataclasses.replace(
+        args,
+        env_id=env_id,
+        alpha=args.alpha if args.alpha is not None else alpha,
+        discount=args.discount if args.discount is not None else discount,
+        q_agg=args.q_agg or q_agg,
+    )
+    print(f"env: {env_id} (dataset {dataset_name}); alpha={args.alpha}, discount={args.discount}, q_agg={args.q_agg}")
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    key = jax.random.PRNGKey(args.seed)
+    key, init_key, eval_key = jax.random.split(key, 3)
+
+    if not args.load_model:  # check the dataset first: a missing or broken file fails before anything slow
+        env, train_data, val_data = load_data(env_id, dataset_name, args.dataset_dir, args.success_timing)
+    eval_envs = [  # reused by every evaluation
+        ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=args.success_timing)
+        for _ in range(min(args.num_eval_envs, args.eval_episodes))
+    ]
+    obs_dim = eval_envs[0].observation_space.shape[0]
+    action_dim = eval_envs[0].action_space.shape[0]
+    args = dataclasses.replace(
+        args,
+        num_candidates=args.num_candidates or min(10, (action_dim + 1) // 2),
+        target_entropy=args.target_entropy if args.target_entropy is not None else -float(action_dim),
+    )
+    print(f"entropy-guided sampling: {args.num_candidates} candidates, target entropy {args.target_entropy}")
+
+    if args.load_model:
+        saved_args, nets, params, beta = load_model(args.load_model, obs_dim, action_dim)
+        policy = jax.jit(lambda p, o, k: select_actions(nets, p, o, k, 0.0, saved_args, greedy=True)[0])
+        result = evaluate(eval_envs, policy, params, eval_key, args.eval_episodes, seed=10**6 * (args.seed + 1))
+        print(
+            f"{env_id}: success {result['success']:.3f}, return {result['episodic_return']:.1f} (saved beta {beta:.3f})"
+        )
+        raise SystemExit(0)
+
+    dataset_size = train_data["observations"].shape[0]
+    print(f"dataset: {dataset_size} transitions, obs dim {obs_dim}, action dim {action_dim}")
+
+    run_name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(run_dir)
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+    )
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+
+    # ALGO LOGIC: initialise networks; the dataset lives on the device (it seeds the replay buffer when online)
+    nets, tx = make_networks(args, action_dim)
+    state = init_train_state(init_key, nets, tx, obs_dim, action_dim)
+    if online:
+        capacity = max(args.buffer_size, dataset_size + 1)
+        data = {}
+        for k, v in train_data.items():  # filled on the host, so that the device holds one copy of the buffer
+            data[k] = np.zeros((capacity, *v.shape[1:]), np.float32)
+            data[k][:dataset_size] = v
+        data = jax.device_put(data)
+    else:
+        data = jax.device_put(train_data)
+    val_data = jax.device_put(val_data)
+
+    chunk_fn = jax.jit(partial(train_chunk, nets=nets, tx=tx, args=args), static_argnames="num_steps")
+    add_transition_fn = jax.jit(add_transition, donate_argnums=0)  # kept apart from the update so XLA never copies
+    val_fn = jax.jit(partial(validation_losses, nets=nets, args=args))
+    # Evaluation (offline and online) takes the best of N candidates; online acting samples them with temperature beta.
+    policy = jax.jit(lambda params, obs, key: select_actions(nets, params, obs, key, 0.0, args, greedy=True)[0])
+    explore_fn = jax.jit(
+        lambda params, obs, key, beta: select_actions(nets, params, obs, key, beta, args, greedy=False)
+    )
+    entropy_fn = jax.jit(partial(estimate_entropy, nets=nets, args=args))
+    beta = args.beta_init
+
+    def log_losses(info: dict, val_info: dict, step: int):
+        for k, v in info.items():
+            writer.add_scalar(f"losses/{k}", float(v), step)
+        writer.add_scalar("losses/val_total_loss", float(val_info["total_loss"]), step)
+
+    def run_evaluation(step: int) -> dict:
+        result = evaluate(
+            eval_envs, policy, state.params, eval_key, args.eval_episodes, seed=10**6 * (args.seed + 1) + step
+        )
+        for k, v in result.items():
+            writer.add_scalar(f"eval/{k}", v, step)
+        tqdm.write(f"step {step}: eval success {result['success']:.3f}, return {result['episodic_return']:.1f}")
+        return result
+
+    def stop_on_nan(losses: np.ndarray, first_step: int, last_good: TrainState):
+        bad_step = first_step + int(np.argmax(~np.isfinite(losses)))
+        message = f"error: the loss became NaN or infinite at step {bad_step}."
+        if args.save_model:
+            message += f" Parameters from step {first_step - 1} saved to {save_model(run_dir, args.exp_name, last_good, beta, args)}."
+        writer.close()
+        raise SystemExit(message)
+
+    start_time = time.time()
+    eval_result = run_evaluation(0)
+    progress = tqdm(total=args.offline_steps + args.online_steps, desc="offline", smoothing=0.1)
+
+    # Offline phase: chunks of gradient steps that end on every log and eval boundary.
+    step = 0
+    while step < args.offline_steps:
+        num_steps = min(
+            args.log_every - step % args.log_every, args.eval_every - step % args.eval_every, args.offline_steps - step
+        )
+        chunk_start = time.time()
+        key, chunk_key, val_key = jax.random.split(key, 3)
+        new_state, key, infos = chunk_fn(state, data, dataset_size, chunk_key, num_steps=num_steps)
+        infos = jax.device_get(infos)
+        if not np.isfinite(infos["total_loss"]).all():
+            stop_on_nan(infos["total_loss"], step + 1, state)
+        state, step = new_state, step + num_steps
+        progress.update(num_steps)
+        if step % args.log_every == 0 or step == args.offline_steps:
+            log_losses({k: v[-1] for k, v in infos.items()}, val_fn(state, val_data, val_key), step)
+            writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), step)
+        if step % args.eval_every == 0 or step == args.offline_steps:
+            eval_result = run_evaluation(step)
+    offline_time = time.time() - start_time
+
+    # Online phase: one environment step with entropy-guided sampling, then one gradient step on the growing buffer.
+    progress.set_description("online")
+    obs, _ = env.reset(seed=args.seed)
+    episode_return, episode_length, q_spread_sum = 0.0, 0, 0.0
+    if online:
+        writer.add_scalar("charts/beta", beta, args.offline_steps)
+    for env_step in range(1, args.online_steps + 1):
+        key, action_key, update_key, val_key, entropy_key = jax.random.split(key, 5)
+        action, q_spread = jax.device_get(explore_fn(state.params, obs[None], action_key, beta))
+        action, q_spread_sum = action[0], q_spread_sum + float(q_spread[0])
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        transition = {
+            "observations": np.float32(obs),
+            "actions": action,
+            "rewards": np.float32(reward),
+            "masks": np.float32(1.0 - terminated),  # time-limit truncations bootstrap
+            "next_observations": np.float32(next_obs),
+        }
+        index = (dataset_size + env_step - 1) % capacity  # circular: the oldest entries are overwritten first
+        size = min(dataset_size + env_step, capacity)
+        data = add_transition_fn(data, transition, index)
+        new_state, _, infos = chunk_fn(state, data, size, update_key, num_steps=1)
+        if not np.isfinite(float(infos["total_loss"][0])):
+            stop_on_nan(np.asarray(infos["total_loss"]), args.offline_steps + env_step, state)
+        state = new_state
+        episode_return, episode_length = episode_return + reward, episode_length + 1
+        obs = next_obs
+        global_step = args.offline_steps + env_step
+        if terminated or truncated:
+            writer.add_scalar("charts/episodic_return", episode_return, global_step)
+            writer.add_scalar("charts/episodic_length", episode_length, global_step)
+            writer.add_scalar("charts/success", float(info["success"]), global_step)
+            obs, _ = env.reset()
+            episode_return, episode_length = 0.0, 0
+        progress.update(1)
+        if env_step % args.log_every == 0:
+            log_losses(
+                {k: v[-1] for k, v in jax.device_get(infos).items()}, val_fn(state, val_data, val_key), global_step
+            )
+            writer.add_scalar("charts/SPS", env_step / (time.time() - start_time - offline_time), global_step)
+            writer.add_scalar("charts/candidate_q_spread", q_spread_sum / args.log_every, global_step)
+            q_spread_sum = 0.0
+        if env_step % args.eval_every == 0 or env_step == args.online_steps:
+            eval_result = run_evaluation(global_step)
+        if env_step % args.entropy_every == 0:
+            entropy = float(entropy_fn(state.params, data, size, entropy_key, beta))
+            beta = update_beta(beta, entropy, args.target_entropy, args.beta_lr)
+            writer.add_scalar("charts/entropy", entropy, global_step)
+            writer.add_scalar("charts/beta", beta, global_step)
+            tqdm.write(f"step {global_step}: entropy {entropy:.2f} (target {args.target_entropy}), beta -> {beta:.3f}")
+    progress.close()
+
+    if args.save_model:
+        print(f"model saved to {save_model(run_dir, args.exp_name, state, beta, args)}")
+    wall_time = time.time() - start_time
+    total_steps = args.offline_steps + args.online_steps
+    print(
+        f"{env_id}: final success {eval_result['success']:.3f} over {args.eval_episodes} episodes | "
+        f"wall time {wall_time:.0f} s | {total_steps / wall_time:.1f} steps/s (evaluation and compile included)"
+    )
+    writer.close()

@@ -1,0 +1,214 @@
+"""fino.py: noise-injected path, Gaussian-mixture EM and entropy bound, beta update, candidate selection, determinism,
+an offline + online run end to end."""
+
+import dataclasses
+import functools
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fino
+from common_flow import flow_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OBS_DIM, ACTION_DIM, BATCH = 6, 5, 16
+SMALL = ["--actor-hidden-dims", "32", "32", "--value-hidden-dims", "32", "32", "--batch-size", "16"]
+
+
+@functools.cache
+def small_setup(**overrides):
+    small = dict(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), batch_size=BATCH, flow_steps=4)
+    task = dict(alpha=10.0, discount=0.99, q_agg="mean", num_candidates=3)
+    args = dataclasses.replace(fino.Args(), **{**small, **task, **overrides})
+    nets, tx = fino.make_networks(args, ACTION_DIM)
+    state = jax.jit(lambda key: fino.init_train_state(key, nets, tx, OBS_DIM, ACTION_DIM))(jax.random.PRNGKey(0))
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    batch = {
+        "observations": jax.random.normal(keys[0], (BATCH, OBS_DIM)),
+        "actions": jax.random.uniform(keys[1], (BATCH, ACTION_DIM), minval=-1, maxval=1),
+        "rewards": -jnp.ones(BATCH),
+        "masks": jnp.ones(BATCH),
+        "next_observations": jax.random.normal(keys[2], (BATCH, OBS_DIM)),
+    }
+    return args, nets, tx, state, batch
+
+
+def injected_std(t, eta, schedule):
+    """sigma_t of the noisy path, read off with x0 = x1 = 0 and n = 1."""
+    zeros = jnp.zeros_like(t)
+    return fino.noisy_flow_path(zeros, zeros, t, jnp.ones_like(t), eta, schedule)[0]
+
+
+def test_noise_schedules_and_the_paper_path_variance():
+    t = jnp.linspace(0.0, 1.0, 11)[:, None]
+    code = injected_std(t, 0.1, "code")
+    np.testing.assert_allclose(code[-1], 0.1, rtol=1e-6)  # eta at t = 1, negligible early: eta e^{-10} at t = 0
+    assert float(code[0, 0]) < 1e-5 and bool(jnp.all(jnp.diff(code[:, 0]) > 0))
+    # Paper: (1 - t)^2 + sigma_t^2 = (1 - (1 - eta) t)^2, the straight path with sigma_min = eta.
+    paper = injected_std(t, 0.1, "paper")
+    np.testing.assert_allclose((1 - t) ** 2 + paper**2, (1 - 0.9 * t) ** 2, atol=1e-6)
+    # eta = 0 is FQL's path and target, for both schedules.
+    x0, x1, n = jax.random.normal(jax.random.PRNGKey(0), (3, 11, 2))
+    for schedule in ("code", "paper"):
+        for a, b in zip(fino.noisy_flow_path(x0, x1, t, n, 0.0, schedule), flow_path(x0, x1, t), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    _, target = fino.noisy_flow_path(x0, x1, t, n, 0.1, "paper")
+    np.testing.assert_allclose(target, x1 - 0.9 * x0, atol=1e-6)
+
+
+def test_injected_noise_widens_the_marginal_path_theorem_2():
+    """Var(X_t^FINO) >= Var(X_t^FM) at every t, on a 2-D toy with three data points."""
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    points = jnp.array([[-0.8, 0.5], [0.6, 0.6], [0.1, -0.9]])
+    x1 = points[jax.random.randint(keys[0], (100_000,), 0, 3)]
+    x0, n = jax.random.normal(keys[1], x1.shape), jax.random.normal(keys[2], x1.shape)
+    t = jnp.linspace(0.0, 1.0, 11)[:, None, None]  # every t at once: (11, samples, 2)
+    plain_var = np.asarray(flow_path(x0, x1, t)[0].var(axis=1))
+    for schedule in ("code", "paper"):
+        sigma = np.asarray(injected_std(t[:, 0], 0.1, schedule))
+        noisy_var = np.asarray(fino.noisy_flow_path(x0, x1, t, n, 0.1, schedule)[0].var(axis=1))
+        assert (noisy_var >= plain_var - 2e-3).all(), schedule  # Monte Carlo slack only
+        np.testing.assert_allclose(noisy_var - plain_var, np.broadcast_to(sigma**2, plain_var.shape), atol=5e-3)
+    middle = slice(1, 10)  # paper schedule, t in [0.1, 0.9]: sigma_t >= 0.13, a clear widening
+    assert (noisy_var[middle] > plain_var[middle] + 0.5 * sigma[middle] ** 2).all()
+
+
+# One compiled fit for both EM tests: (2 datasets, 2000 samples, 3 dims).
+def _fit_and_bound(x, key):
+    weights, means, covs = fino.fit_gmm(x, key, 3)
+    return weights, means, covs, fino.gmm_entropy_bound(weights, covs)
+
+
+fit_and_bound = jax.jit(jax.vmap(_fit_and_bound))
+
+
+def test_em_recovers_a_known_three_component_mixture_and_its_entropy_bound():
+    rng = np.random.default_rng(0)
+    weights = np.array([0.5, 0.3, 0.2])
+    means = np.array([[-3.0, 0.0, 1.0], [2.0, 2.0, 0.0], [2.0, -3.0, -1.0]])
+    factors = rng.standard_normal((3, 3, 3)) * 0.4
+    covs = factors @ factors.transpose(0, 2, 1) + 0.2 * np.eye(3)
+    samples = []
+    for seed in (1, 2):
+        labels = np.random.default_rng(seed).choice(3, 2000, p=weights)
+        samples.append(
+            means[labels] + np.einsum("nij,nj->ni", np.linalg.cholesky(covs)[labels], rng.standard_normal((2000, 3)))
+        )
+    fitted_w, fitted_mu, fitted_cov, bound = jax.device_get(
+        fit_and_bound(jnp.asarray(np.stack(samples), jnp.float32), jax.random.split(jax.random.PRNGKey(0), 2))
+    )
+
+    component_entropy = 0.5 * 3 * (1 + np.log(2 * np.pi)) + 0.5 * np.linalg.slogdet(covs)[1]
+    true_bound = -np.sum(weights * np.log(weights)) + np.sum(weights * component_entropy)
+    np.testing.assert_allclose(fino.gmm_entropy_bound(jnp.asarray(weights), jnp.asarray(covs)), true_bound, rtol=1e-5)
+    for i in range(2):
+        order = [int(np.argmin(((fitted_mu[i] - mu) ** 2).sum(-1))) for mu in means]  # match components
+        assert sorted(order) == [0, 1, 2]
+        np.testing.assert_allclose(fitted_w[i][order], weights, atol=0.03)
+        np.testing.assert_allclose(fitted_mu[i][order], means, atol=0.1)
+        np.testing.assert_allclose(fitted_cov[i][order], covs, rtol=0.15, atol=0.05)
+        np.testing.assert_allclose(bound[i], true_bound, atol=0.08)
+
+
+def test_beta_rises_when_the_behaviour_is_too_random_and_falls_when_too_concentrated():
+    assert fino.update_beta(10.0, entropy=-3.0, target_entropy=-5.0, step_size=0.1) == pytest.approx(10.2)
+    assert fino.update_beta(10.0, entropy=-7.0, target_entropy=-5.0, step_size=0.1) == pytest.approx(9.8)
+    assert fino.update_beta(0.05, entropy=-30.0, target_entropy=-5.0, step_size=0.1) == 0.0  # floored at 0
+    # Through the estimator, target -3: uniform actions on [-1, 1]^3 (entropy 3 log 2 = 2.08) and a near-deterministic
+    # Gaussian policy (std 0.02: entropy -7.5). The mixture bound lies above each, by less than the weights' log 3.
+    rng = np.random.default_rng(0)
+    actions = np.stack([rng.uniform(-1, 1, (2000, 3)), 0.3 + 0.02 * rng.standard_normal((2000, 3))])
+    bound = fit_and_bound(jnp.asarray(actions, jnp.float32), jax.random.split(jax.random.PRNGKey(1), 2))[-1]
+    true_entropy = np.array([3 * np.log(2), 3 * np.log(0.02) + 1.5 * (1 + np.log(2 * np.pi))])
+    assert (true_entropy - 0.05 < bound).all() and (bound < true_entropy + np.log(3)).all()
+    assert (
+        fino.update_beta(10.0, float(bound[0]), -3.0, 0.1) > 10.0 > fino.update_beta(10.0, float(bound[1]), -3.0, 0.1)
+    )
+
+
+def test_evaluation_takes_the_argmax_and_training_samples_the_softmax():
+    args, nets, _, state, _ = small_setup(q_agg="min")
+    obs = jnp.repeat(jax.random.normal(jax.random.PRNGKey(2), (4, OBS_DIM)), 500, axis=0)  # 2000 states
+    key = jax.random.PRNGKey(3)
+
+    @jax.jit
+    def candidates_and_critics():
+        candidates, q = fino.candidate_actions(nets, state.params, obs, jax.random.split(key)[0], args)
+        return (
+            candidates,
+            q,
+            nets.critic.apply(state.params["critic"], jnp.broadcast_to(obs, (3, *obs.shape)), candidates),
+        )
+
+    candidates, q, critics = jax.device_get(candidates_and_critics())
+    assert candidates.shape == (3, 2000, ACTION_DIM) and q.shape == (3, 2000)
+    np.testing.assert_allclose(q, critics.min(axis=0), rtol=1e-6)  # scored with the task's q_agg
+
+    select = jax.jit(
+        lambda beta, greedy: fino.select_actions(nets, state.params, obs, key, beta, args, greedy), static_argnums=1
+    )
+    chosen = lambda actions: np.abs(candidates - np.asarray(actions)[None]).sum(-1).argmin(axis=0)  # noqa: E731
+    greedy, spread = select(10.0, True)
+    np.testing.assert_array_equal(chosen(greedy), q.argmax(axis=0))
+    np.testing.assert_allclose(spread, (q.max(0) - q.min(0)) / np.abs(q).mean(0), rtol=1e-5)
+    np.testing.assert_array_equal(select(1e7, False)[0], greedy)  # beta -> infinity: the softmax becomes the argmax
+    counts = np.bincount(chosen(select(0.0, False)[0]), minlength=3) / 2000
+    np.testing.assert_allclose(counts, 1 / 3, atol=0.05)  # beta = 0: uniform over the candidates
+
+
+def test_train_chunk_is_deterministic_given_the_seed():
+    args, nets, tx, state, batch = small_setup()
+    data = jax.tree.map(lambda x: jnp.concatenate([x] * 4), batch)
+    chunk = jax.jit(lambda key: fino.train_chunk(state, data, 4 * BATCH, key, 5, nets, tx, args)[2])
+    infos_a, infos_b, infos_c = chunk(jax.random.PRNGKey(7)), chunk(jax.random.PRNGKey(7)), chunk(jax.random.PRNGKey(8))
+    for k in infos_a:
+        np.testing.assert_array_equal(infos_a[k], infos_b[k])
+    assert np.isfinite(infos_a["total_loss"]).all() and infos_a["total_loss"].shape == (5,)
+    assert not np.array_equal(infos_a["bc_flow_loss"], infos_c["bc_flow_loss"])
+
+
+def test_env_id_aliases_and_fino_task_values():
+    name, env_id, _ = fino.resolve_env_id("antmaze")
+    assert env_id == "antmaze-large-navigate-singletask-task1-v0" and fino.TASKS[name][2:] == (10.0, 0.99, "min")
+    assert fino.TASKS[fino.resolve_env_id("humanoidmaze")[0]][2:] == (100.0, 0.995, "mean")
+    with pytest.raises(SystemExit, match="unknown --env-id 'cube-triple'"):
+        fino.resolve_env_id("cube-triple")
+
+
+def test_offline_to_online_end_to_end_with_beta_updates_and_saved_beta(tmp_path, cube_single_dir):
+    # --log-every 1: the offline one-step chunks reuse the online step's compiled update; the buffer wraps around.
+    flags = ["--env-id", "cube-single", "--dataset-dir", cube_single_dir, "--offline-steps", "20", "--online-steps"]
+    flags += ["30", "--log-every", "1", "--eval-every", "40", "--eval-episodes", "2", "--num-eval-envs", "2"]
+    flags += ["--buffer-size", "410"]
+    flags += ["--entropy-every", "15", "--entropy-states", "8", "--entropy-samples", "25"]
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "fino.py"), *flags, *SMALL, "--save-model"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "3 candidates, target entropy -5.0" in result.stdout and "final success" in result.stdout
+    betas = [float(b) for b in re.findall(r"entropy -?[\d.]+ \(target -5.0\), beta -> ([\d.]+)", result.stdout)]
+    assert len(betas) == 2  # online steps 15 and 30
+
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "cube-single-play-singletask-task2-v0__fino__0__*"))
+    saved = json.load(open(os.path.join(run_dir, "args.json")))
+    assert saved["alpha"] == 300.0 and saved["num_candidates"] == 3 and saved["target_entropy"] == -5.0
+    (events,) = glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))
+    logged = open(events, "rb").read()
+    for tag in ("charts/beta", "charts/entropy", "charts/candidate_q_spread", "losses/bc_flow_loss", "eval/success"):
+        assert tag.encode() in logged, tag
+    saved_args, _, params, beta = fino.load_model(os.path.join(run_dir, "fino.flax"), 28, 5)
+    assert beta == pytest.approx(betas[-1], abs=1e-3) and saved_args.noise_schedule == "code"
+    assert set(params) == {"critic", "bc_flow", "onestep"}
