@@ -428,12 +428,8 @@ def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
     for first in range(0, num_episodes, len(envs)):
         active_envs = envs[: min(len(envs), num_episodes - first)]
         obs = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active_envs)])
-        done = np.zeros(len(active_envs), bool)
-        ep_return, ep_length, ep_success = (
-            np.zeros(len(active_envs)),
-            np.zeros(len(active_envs), int),
-            np.zeros(len(active_envs)),
-        )
+        n = len(active_envs)
+        done, ep_return, ep_length, ep_success = np.zeros(n, bool), np.zeros(n), np.zeros(n, int), np.zeros(n)
         while not done.all():
             key, action_key = jax.random.split(key)
             actions = np.asarray(policy(params, obs, action_key))
@@ -579,9 +575,8 @@ if __name__ == "__main__":
         writer.add_scalar("losses/val_total_loss", float(val_info["total_loss"]), step)
 
     def run_evaluation(step: int) -> dict:
-        result = evaluate(
-            eval_envs, policy, state.params, eval_key, args.eval_episodes, seed=10**6 * (args.seed + 1) + step
-        )
+        noise_key, reset_seed = jax.random.fold_in(eval_key, step), 10**6 * (args.seed + 1) + step  # fresh each time
+        result = evaluate(eval_envs, policy, state.params, noise_key, args.eval_episodes, reset_seed)
         for k, v in result.items():
             writer.add_scalar(f"eval/{k}", v, step)
         tqdm.write(f"step {step}: eval success {result['success']:.3f}, return {result['episodic_return']:.1f}")
