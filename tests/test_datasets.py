@@ -1,0 +1,182 @@
+"""Offline dataset generation (benchmark/make_dataset.py): tiny versions of every family, loaded through OGBench."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import ogbench
+import pytest
+
+BENCHMARK_DIR = Path(__file__).resolve().parents[1] / "benchmark"
+sys.path.insert(0, str(BENCHMARK_DIR))  # also seen by the worker processes, which import make_dataset by name
+
+import make_dataset  # noqa: E402
+import train_ant_expert  # noqa: E402
+
+
+def make(tmp_path, **kwargs) -> str:
+    """Run make_dataset in-process (one worker unless asked) and return the output folder."""
+    make_dataset.main(make_dataset.Args(out_dir=str(tmp_path), workers=kwargs.pop("workers", 1), **kwargs))
+    return str(tmp_path)
+
+
+def load(name: str, path: str):
+    return ogbench.make_env_and_datasets(name, dataset_path=path)
+
+
+def check_split(dataset: dict, episodes: int, steps: int, obs_dim: int, action_dim: int) -> None:
+    transitions = episodes * (steps - 1)  # OGBench drops the last stored step of each episode
+    assert dataset["observations"].shape == (transitions, obs_dim)
+    assert dataset["next_observations"].shape == (transitions, obs_dim)
+    assert dataset["actions"].shape == (transitions, action_dim)
+    assert dataset["terminals"].sum() == episodes
+    assert np.abs(dataset["actions"]).max() <= 1.0
+
+
+def test_manipulation_play(tmp_path):
+    out = make(tmp_path, dataset="cube-single-play-v0", num_episodes=2, max_episode_steps=41)
+    raw = np.load(f"{out}/cube-single-play-v0.npz")
+    assert sorted(raw) == ["actions", "observations", "qpos", "qvel", "terminals"]
+    assert raw["terminals"].dtype == bool and raw["observations"].dtype == np.float32
+    assert not os.path.exists(f"{out}/cube-single-play-v0.parts")
+
+    # The single-task name relabels rewards from qpos, as the algorithm scripts load it.
+    _, train, val = load("cube-single-play-singletask-task1-v0", f"{out}/cube-single-play-v0.npz")
+    check_split(train, episodes=2, steps=41, obs_dim=28, action_dim=5)
+    check_split(val, episodes=1, steps=41, obs_dim=28, action_dim=5)
+    assert set(np.unique(train["rewards"])) <= {-1.0, 0.0}
+
+
+def test_puzzle_play_has_button_states(tmp_path):
+    out = make(tmp_path, dataset="puzzle-3x3-play-v0", num_episodes=1, max_episode_steps=21)
+    raw = np.load(f"{out}/puzzle-3x3-play-v0.npz")
+    assert raw["button_states"].shape == (21, 9) and raw["button_states"].dtype == np.int64
+
+
+def test_pointmaze_navigate_does_not_depend_on_worker_count(tmp_path):
+    one = make(tmp_path / "one", dataset="pointmaze-medium-navigate-v0", num_episodes=2, max_episode_steps=31)
+    two = make(
+        tmp_path / "two", dataset="pointmaze-medium-navigate-v0", num_episodes=2, max_episode_steps=31, workers=2
+    )
+    for split in ("", "-val"):
+        a, b = (
+            np.load(f"{one}/pointmaze-medium-navigate-v0{split}.npz"),
+            np.load(f"{two}/pointmaze-medium-navigate-v0{split}.npz"),
+        )
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    _, train, val = load("pointmaze-medium-navigate-v0", f"{one}/pointmaze-medium-navigate-v0.npz")
+    check_split(train, episodes=2, steps=31, obs_dim=2, action_dim=2)
+
+
+def test_interrupted_run_resumes_to_the_same_files(tmp_path):
+    args = dict(dataset="pointmaze-medium-navigate-v0", num_episodes=2, max_episode_steps=21)
+    fresh = make(tmp_path / "fresh", **args)
+
+    # Simulate an interruption after the first episode, then rerun the same command.
+    name, spec, _ = make_dataset.resolve(make_dataset.Args(**args))
+    parts = tmp_path / "resumed" / f"{name}.parts"
+    make_dataset.prepare_parts_dir(str(parts), spec, seed=0)
+    make_dataset.collect_all(spec, [make_dataset.episode_seed(0, 0)], str(parts), workers=1)
+    resumed = make(tmp_path / "resumed", **args)
+    a, b = np.load(f"{fresh}/{name}.npz"), np.load(f"{resumed}/{name}.npz")
+    np.testing.assert_array_equal(a["observations"], b["observations"])
+
+
+def save_random_expert(path, hidden_dims=(32, 32)) -> dict:
+    params = train_ant_expert.init_actor_params(
+        jax.random.PRNGKey(0), obs_dim=29, action_dim=8, hidden_dims=hidden_dims
+    )
+    train_ant_expert.save_expert(str(path), params, {"note": "random weights for tests"})
+    return params
+
+
+def test_antmaze_navigate_with_a_saved_expert(tmp_path):
+    expert = tmp_path / "expert.msgpack"
+    save_random_expert(expert)
+    out = make(
+        tmp_path, dataset="antmaze-large-navigate-v0", num_episodes=2, max_episode_steps=16, expert_path=str(expert)
+    )
+    _, train, val = load("antmaze-large-navigate-singletask-task1-v0", f"{out}/antmaze-large-navigate-v0.npz")
+    check_split(train, episodes=2, steps=16, obs_dim=29, action_dim=8)
+    assert set(np.unique(train["rewards"])) <= {-1.0, 0.0}
+
+
+def test_numpy_expert_matches_the_flax_actor(tmp_path):
+    params = save_random_expert(tmp_path / "expert.msgpack", hidden_dims=(16, 16))
+    obs = np.random.default_rng(0).normal(size=(5, 29))
+    actor = train_ant_expert.Actor((16, 16), 8)
+    expected = jnp.tanh(actor.apply({"params": params}, jnp.asarray(obs))[0])
+    loaded = make_dataset.load_expert(str(tmp_path / "expert.msgpack"))
+    np.testing.assert_allclose(make_dataset.expert_action(loaded, obs), expected, atol=1e-5)
+
+
+def test_missing_expert_prints_the_command_that_trains_one(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK_DIR / "make_dataset.py"),
+            "--dataset",
+            "antmaze-large-navigate-v0",
+            "--expert-path",
+            str(tmp_path / "none.msgpack"),
+            "--out-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "python benchmark/train_ant_expert.py --save-path" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cube_demos(tmp_path):
+    out = make(tmp_path, demos="cube-single-singletask-task2-v0", num_episodes=2)
+    name = "cube-single-singletask-task2-demos-v0"
+    raw = np.load(f"{out}/{name}.npz")
+    assert str(raw["env_name"]) == "cube-single-singletask-task2-v0" and int(raw["task_id"]) == 2
+    assert raw["episode_success"].shape == (2,) and raw["episode_success"].all()  # noise 0.1 plan oracle: solved
+    lengths = np.diff(np.flatnonzero(np.concatenate([[True], raw["terminals"]])))
+    assert (lengths < 200).all()  # ended at the goal, before the 200-step limit
+
+    _, train, val = load("cube-single-play-singletask-task2-v0", f"{out}/{name}.npz")
+    assert train["terminals"].sum() == 2 and val["terminals"].sum() == 1
+    assert train["observations"].shape[1] == 28
+
+
+def test_pointmaze_demos_default_task(tmp_path):
+    out = make(tmp_path, demos="pointmaze-medium-navigate-singletask-v0", num_episodes=1, noise=0.1)
+    raw = np.load(f"{out}/pointmaze-medium-singletask-task1-demos-v0.npz")
+    assert raw["episode_success"].all() and raw["terminals"].sum() == 1
+
+
+def press(state: np.ndarray, button: int, rows: int, cols: int) -> None:
+    """Puzzle rule: a press toggles the button and its 4 neighbours."""
+    r, c = divmod(button, cols)
+    for dr, dc in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):
+        if 0 <= r + dr < rows and 0 <= c + dc < cols:
+            state[(r + dr) * cols + c + dc] ^= 1
+
+
+@pytest.mark.parametrize("rows, cols", [(3, 3), (4, 4), (4, 5)])
+def test_lights_out_presses_reach_the_goal(rows, cols):
+    rng = np.random.default_rng(0)
+    goal = rng.integers(2, size=rows * cols)
+    start = goal.copy()
+    for button in np.flatnonzero(rng.integers(2, size=rows * cols)):  # a solvable start: random presses from the goal
+        press(start, button, rows, cols)
+    state = start.copy()
+    for button in make_dataset.lights_out_presses(start, goal, rows, cols):
+        press(state, button, rows, cols)
+    np.testing.assert_array_equal(state, goal)
+
+
+def test_missing_dataset_message_names_the_command():
+    message = make_dataset.missing_dataset_message("cube-double-play-v0", "~/.ogbench/data")
+    assert "python benchmark/make_dataset.py --dataset cube-double-play-v0 --out-dir ~/.ogbench/data" in message
