@@ -47,6 +47,37 @@ def injected_std(t, eta, schedule):
     return fino.noisy_flow_path(zeros, zeros, t, jnp.ones_like(t), eta, schedule)[0]
 
 
+def loss_term_gradients(term, state, batch, nets, args):
+    """Gradient of one logged loss term with respect to every parameter group."""
+
+    def term_value(params):
+        return fino.fino_loss(params, state.target_critic, batch, jax.random.PRNGKey(2), nets, args)[1][term]
+
+    return jax.grad(term_value)(state.params)
+
+
+def all_zero(tree) -> bool:
+    return all(bool(jnp.all(leaf == 0)) for leaf in jax.tree.leaves(tree))
+
+
+def test_distillation_and_q_terms_give_exactly_zero_gradient_to_the_noisy_bc_flow():
+    args, nets, _, state, batch = small_setup()
+    for term in ("distill_loss", "q_loss"):
+        grads = loss_term_gradients(term, state, batch, nets, args)
+        assert all_zero(grads["bc_flow"]), term
+        assert not all_zero(grads["onestep"]), term
+    bc_grads = loss_term_gradients("bc_flow_loss", state, batch, nets, args)
+    assert not all_zero(bc_grads["bc_flow"]) and all_zero(bc_grads["onestep"]) and all_zero(bc_grads["critic"])
+
+
+def test_actor_loss_gives_no_gradient_to_the_critic_and_critic_loss_none_to_the_policies():
+    args, nets, _, state, batch = small_setup()
+    assert all_zero(loss_term_gradients("actor_loss", state, batch, nets, args)["critic"])
+    critic_grads = loss_term_gradients("critic_loss", state, batch, nets, args)
+    assert all_zero(critic_grads["onestep"]) and all_zero(critic_grads["bc_flow"])
+    assert not all_zero(critic_grads["critic"])
+
+
 def test_noise_schedules_and_the_paper_path_variance():
     t = jnp.linspace(0.0, 1.0, 11)[:, None]
     code = injected_std(t, 0.1, "code")
