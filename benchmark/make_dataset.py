@@ -294,9 +294,17 @@ def rollout_maze(env, ob, expert, noise: float, new_goal_cells=None) -> dict:
                 maze.set_goal(new_goal_cells[np.random.randint(len(new_goal_cells))])
         append_step(steps, ob, action, done, info)
         ob = next_ob
-    if new_goal_cells is not None:
-        return finish_episode(steps, goals_reached=goals_reached)
-    return finish_episode(steps, success=float(info["success"]))
+    stats = {"goals_reached": goals_reached} if new_goal_cells is not None else {"success": float(info["success"])}
+    if expert is not None:
+        stats["ends_upside_down"] = float(torso_upside_down(maze.data.qpos))
+    return finish_episode(steps, **stats)
+
+
+def torso_upside_down(qpos: np.ndarray) -> bool:
+    """Whether the ant lies on its back: the torso's up axis (from the quaternion w, x, y, z in qpos[3:7]) points
+    down. The maze envs never end an episode for a fall, and a fallen ant cannot get up."""
+    _, x, y, _ = qpos[3:7]
+    return 1 - 2 * (x * x + y * y) < 0
 
 
 def append_step(steps: dict, ob, action, done: bool, info: dict) -> None:
@@ -653,7 +661,8 @@ def load_episodes(paths: list[str]) -> tuple[dict, dict]:
     """Concatenate episode files in order: the OGBench arrays and the per-episode statistics."""
     episodes = [dict(np.load(p)) for p in paths]
     data = {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0] if not k.startswith("stat_")}
-    stats = {k[5:]: np.array([e[k] for e in episodes]) for k in episodes[0] if k.startswith("stat_")}
+    stat_keys = [k for k in episodes[0] if k.startswith("stat_") and all(k in e for e in episodes)]
+    stats = {k[5:]: np.array([e[k] for e in episodes]) for k in stat_keys}
     return data, stats
 
 

@@ -199,8 +199,9 @@ def make_env(direction_interval: int) -> gymnasium.Env:
 
 
 def evaluate(env, policy, actor_params, episodes: int, noise: float, rng: np.random.Generator) -> dict:
-    """Mean speed along the commanded direction (m/s) and episode length over `episodes` episodes."""
-    speeds, lengths = [], []
+    """Mean speed along the commanded direction (m/s), episode length, and the fraction of episodes ended by a fall
+    (the online Ant terminates when the torso leaves its healthy height) over `episodes` episodes."""
+    speeds, lengths, falls = [], [], []
     for _ in range(episodes):
         obs, _ = env.reset(seed=int(rng.integers(2**31)))
         total, steps, done = 0.0, 0, False
@@ -211,7 +212,8 @@ def evaluate(env, policy, actor_params, episodes: int, noise: float, rng: np.ran
             total, steps, done = total + reward, steps + 1, terminated or truncated
         speeds.append(total / (steps * env.unwrapped.dt))
         lengths.append(steps)
-    return {"speed": float(np.mean(speeds)), "episode_length": float(np.mean(lengths))}
+        falls.append(terminated)
+    return {"speed": float(np.mean(speeds)), "episode_length": float(np.mean(lengths)), "falls": float(np.mean(falls))}
 
 
 def main(args: Args) -> None:
@@ -286,7 +288,7 @@ def main(args: Args) -> None:
             tqdm.write(
                 f"step {step}: speed along the direction {result['deterministic']['speed']:.2f} m/s "
                 f"(with noise {args.eval_noise}: {result[f'noise_{args.eval_noise}']['speed']:.2f} m/s), "
-                f"{result['minutes']:.1f} min"
+                f"falls {result['deterministic']['falls']:.0%}, {result['minutes']:.1f} min"
             )
 
     final = info["evaluations"][-1]

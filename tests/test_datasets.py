@@ -115,6 +115,17 @@ def test_numpy_expert_matches_the_flax_actor(tmp_path):
     np.testing.assert_allclose(make_dataset.expert_action(loaded, obs), expected, atol=1e-5)
 
 
+def test_upside_down_torso_is_detected_from_the_quaternion():
+    qpos = np.zeros(15)
+    for quaternion, on_its_back in [((1, 0, 0, 0), False), ((0, 1, 0, 0), True), ((0, 0, 1, 0), True)]:
+        qpos[3:7] = quaternion
+        assert make_dataset.torso_upside_down(qpos) == on_its_back
+    qpos[3:7] = (np.cos(0.3), np.sin(0.3), 0, 0)  # tilted by 0.6 rad about x: still upright
+    assert not make_dataset.torso_upside_down(qpos)
+    qpos[3:7] = (np.cos(1.0), 0, np.sin(1.0), 0)  # tilted by 2 rad about y: past the side, on its back
+    assert make_dataset.torso_upside_down(qpos)
+
+
 def test_missing_expert_prints_the_command_that_trains_one(tmp_path):
     result = subprocess.run(
         [
