@@ -302,7 +302,7 @@ def rollout_maze(env, ob, expert, noise: float, new_goal_cells=None) -> dict:
 
 def torso_upside_down(qpos: np.ndarray) -> bool:
     """Whether the ant lies on its back: the torso's up axis (from the quaternion w, x, y, z in qpos[3:7]) points
-    down. The maze envs never end an episode for a fall, and a fallen ant cannot get up."""
+    down. The maze envs never end an episode for a fall, and the expert does not get the ant back on its feet."""
     _, x, y, _ = qpos[3:7]
     return 1 - 2 * (x * x + y * y) < 0
 

@@ -10,7 +10,8 @@ OGBench's `impls/agents/sac.py` and saves the actor for `benchmark/make_dataset.
 
 The actor weights are saved with flax serialization (a dict `hidden_i`, `mean`, `log_std` of `kernel`/`bias`) beside
 a JSON file with the configuration and the measured quality: the speed along the commanded direction (m/s) of the
-deterministic policy, and of the policy with the Gaussian action noise (std 0.2) that the dataset generator adds.
+deterministic policy, and of the policy with the Gaussian action noise (std 0.2) that the dataset generator adds,
+and the fraction of episodes that end in a fall.
 The checkpoint is rewritten at every evaluation, so a run stopped early still leaves a usable expert.
 """
 
