@@ -93,17 +93,6 @@ class Args:
     """ant direction-following expert made by benchmark/train_ant_expert.py (antmaze only)"""
 
 
-def missing_dataset_message(dataset_name: str, dataset_dir: str) -> str:
-    """What to tell a user whose OGBench dataset file is missing: the one command that makes it.
-
-    `dataset_name` is the dataset, e.g. `cube-single-play-v0` (the env id without `singletask`/`taskN`).
-    """
-    return (
-        f"OGBench dataset '{dataset_name}' is not in {dataset_dir} (and cannot be downloaded here). Make it with:\n"
-        f"  python benchmark/make_dataset.py --dataset {dataset_name} --out-dir {dataset_dir}"
-    )
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # What to collect
 # ----------------------------------------------------------------------------------------------------------------

@@ -186,8 +186,3 @@ def test_lights_out_presses_reach_the_goal(rows, cols):
     for button in make_dataset.lights_out_presses(start, goal, rows, cols):
         press(state, button, rows, cols)
     np.testing.assert_array_equal(state, goal)
-
-
-def test_missing_dataset_message_names_the_command():
-    message = make_dataset.missing_dataset_message("cube-double-play-v0", "~/.ogbench/data")
-    assert "python benchmark/make_dataset.py --dataset cube-double-play-v0 --out-dir ~/.ogbench/data" in message

@@ -214,6 +214,15 @@ def test_env_id_aliases_and_fino_task_values():
         fino.resolve_env_id("cube-triple")
 
 
+def test_missing_dataset_names_the_command_that_makes_it(tmp_path):
+    env_id = "antmaze-large-navigate-singletask-task1-v0"
+    with pytest.raises(SystemExit) as missing:
+        fino.load_data(env_id, "antmaze-large-navigate-v0", str(tmp_path), "post")
+    message = str(missing.value)
+    assert "antmaze-large-navigate-v0.npz" in message
+    assert f"python benchmark/make_dataset.py --dataset antmaze-large-navigate-v0 --out-dir {tmp_path}" in message
+
+
 def test_offline_to_online_end_to_end_with_beta_updates_and_saved_beta(tmp_path, cube_single_dir):
     # --log-every 1: the offline one-step chunks reuse the online step's compiled update; the buffer wraps around.
     flags = ["--env-id", "cube-single", "--dataset-dir", cube_single_dir, "--offline-steps", "20", "--online-steps"]
