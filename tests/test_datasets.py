@@ -73,7 +73,7 @@ def test_pointmaze_navigate_does_not_depend_on_worker_count(tmp_path):
     check_split(train, episodes=2, steps=31, obs_dim=2, action_dim=2)
 
 
-def test_interrupted_run_resumes_to_the_same_files(tmp_path):
+def test_interrupted_run_resumes_to_the_same_files(tmp_path, capsys):
     args = dict(dataset="pointmaze-medium-navigate-v0", num_episodes=2, max_episode_steps=21)
     fresh = make(tmp_path / "fresh", **args)
 
@@ -82,7 +82,9 @@ def test_interrupted_run_resumes_to_the_same_files(tmp_path):
     parts = tmp_path / "resumed" / f"{name}.parts"
     make_dataset.prepare_parts_dir(str(parts), spec, seed=0)
     make_dataset.collect_all(spec, [make_dataset.episode_seed(0, 0)], str(parts), workers=1)
+    capsys.readouterr()
     resumed = make(tmp_path / "resumed", **args)
+    assert "Resuming: 1 of 3 episodes already collected" in capsys.readouterr().out  # the finished one was kept
     a, b = np.load(f"{fresh}/{name}.npz"), np.load(f"{resumed}/{name}.npz")
     np.testing.assert_array_equal(a["observations"], b["observations"])
 
