@@ -49,3 +49,56 @@ def cube_single_dir(tmp_path_factory) -> str:
     write_random_play_dataset(str(folder / "cube-single-play-v0.npz"), "cube-single-v0", 4, 101, seed=0)
     write_random_play_dataset(str(folder / "cube-single-play-v0-val.npz"), "cube-single-v0", 1, 101, seed=100)
     return str(folder)
+
+
+def write_random_minari_dataset(
+    root: str, dataset_id: str, env_id: str, num_episodes: int, max_episode_steps: int, seed: int
+) -> None:
+    """Roll a uniformly random policy through `minari.DataCollector` and save a Minari dataset under `root`.
+
+    The dataset has the layout, metadata fields and episode structure of the published `mujoco/*` datasets, only
+    tiny and random; `minari.load_dataset(dataset_id)` finds it when MINARI_DATASETS_PATH is `root`.
+    """
+    import gymnasium
+    import minari
+
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = root
+    try:
+        env = minari.DataCollector(gymnasium.make(env_id, max_episode_steps=max_episode_steps))
+        env.action_space.seed(seed)
+        for episode in range(num_episodes):
+            env.reset(seed=seed + episode)
+            done = False
+            while not done:
+                _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+                done = terminated or truncated
+        env.create_dataset(
+            dataset_id,
+            eval_env=env_id,
+            algorithm_name="random (test fixture)",
+            author="tests",
+            author_email="tests@example.invalid",
+            code_permalink="tests/conftest.py",
+            description="A tiny random dataset written by the tests.",
+        )
+        env.close()
+    finally:
+        if previous is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+@pytest.fixture(scope="session")
+def minari_root(tmp_path_factory) -> str:
+    """A MINARI_DATASETS_PATH holding tiny `mujoco/hopper/{medium,expert}-v0` datasets (4 random episodes of at most
+    60 steps each), made offline in about a second. Point a run at it with `MINARI_DATASETS_PATH=<minari_root>`."""
+    import warnings
+
+    root = str(tmp_path_factory.mktemp("minari_datasets"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_random_minari_dataset(root, "mujoco/hopper/medium-v0", "Hopper-v5", 4, 60, seed=0)
+        write_random_minari_dataset(root, "mujoco/hopper/expert-v0", "Hopper-v5", 4, 60, seed=100)
+    return root
