@@ -14,15 +14,28 @@ initial state and end at its goal or at the time limit), e.g. for methods that p
 
     python benchmark/make_dataset.py --demos cube-single-singletask-task2-v0 --num-episodes 50 --noise 0.3
 
+With `--dataset mujoco/<env>/<level>-v0` it makes a Minari dataset of gymnasium MuJoCo locomotion (`hopper`,
+`walker2d`, `halfcheetah`, `ant`; `simple`, `medium` or `expert`) the way Minari made its own: 1M steps of whole
+episodes from a SAC policy (a checkpoint of benchmark/train_expert.py, chosen per level as MINARI_LEVELS says), actions
+sampled from the policy, written by `minari.DataCollector` into Minari's folder (`MINARI_DATASETS_PATH`, default
+~/.minari/datasets), where `minari.load_dataset("mujoco/hopper/medium-v0")` finds it:
+
+    python benchmark/train_expert.py --env-id Hopper-v5
+    python benchmark/make_dataset.py --dataset mujoco/hopper/medium-v0
+
 Every episode is seeded from `--seed` and its index alone, so the output does not depend on `--workers`. Finished
 episodes are kept in `<out-dir>/<name>.parts/` until the end; rerunning the same command resumes an interrupted run.
 """
 
+import contextlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
+import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import gymnasium
@@ -32,7 +45,8 @@ import tyro
 from tqdm import tqdm
 
 DEFAULT_DATA_DIR = "~/.ogbench/data"
-DEFAULT_EXPERT_PATH = "~/.ogbench/experts/ant_xy_sac.msgpack"
+DEFAULT_EXPERT_PATH = "~/.ogbench/experts/ant_xy_sac/actor.msgpack"  # made by train_expert.py --env-id ant-xy
+MINARI_EXPERT_DIR = "~/.minari/experts/{env_id}"  # made by train_expert.py --env-id <env_id>
 
 # Official sizes (ogbench data_gen_scripts/commands.sh): train episodes and stored steps per episode.
 DATASET_SIZES = {
@@ -58,6 +72,25 @@ DATASET_SIZES = {
 # Official action noise per family: plan-oracle noise scale (manipulation) or Gaussian std (mazes).
 DEFAULT_NOISE = {"manipspace": 0.1, "pointmaze": 0.5, "antmaze": 0.2}
 
+# Minari's gymnasium MuJoCo datasets: dataset id `mujoco/<name>/<level>-v0` -> the env the data comes from.
+MINARI_ENVS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5", "ant": "Ant-v5"}
+MINARI_LEVELS = ("simple", "medium", "expert")
+MINARI_STEPS = 1_000_000  # steps of every published mujoco dataset (whole episodes only)
+# Which checkpoint of one train_expert.py run makes each level. Minari kept the best evaluation of separate SB3 runs of
+# 1M-1.5M (simple), 4M-10M (medium) and 25M (expert) steps. Where the return of Minari's policy is published (its
+# Hugging Face model card, deterministic, 1000 episodes) we take the checkpoint whose return is closest to it;
+# elsewhere the best checkpoint within Minari's training budget for that level; `expert` is the final checkpoint.
+MINARI_CHECKPOINTS = {
+    ("hopper", "simple"): ("return", 3177.53),  # farama-minari/Hopper-v5-SAC-simple
+    ("hopper", "medium"): ("return", 3483.58),  # farama-minari/Hopper-v5-SAC-medium
+    ("walker2d", "simple"): ("budget", 1_500_000),
+    ("walker2d", "medium"): ("budget", 6_000_000),
+    ("halfcheetah", "simple"): ("return", 7249.97),  # farama-minari/HalfCheetah-v5-TQC-simple
+    ("halfcheetah", "medium"): ("budget", 6_000_000),
+    ("ant", "simple"): ("budget", 1_000_000),
+    ("ant", "medium"): ("return", 6022.47),  # farama-minari/Ant-v5-SAC-medium (its card changed several times)
+}
+
 # Range of the per-episode probability that a new cube target is on top of another cube.
 P_STACK_RANGE = {"single": (0.0, 0.0), "double": (0.0, 0.25), "triple": (0.05, 0.35), "quadruple": (0.1, 0.5)}
 
@@ -72,25 +105,31 @@ class Args:
     """
 
     dataset: str | None = None
-    """OGBench dataset to regenerate, e.g. `cube-single-play-v0`, `antmaze-large-navigate-v0` (a wrong name lists all)"""
+    """dataset to make: OGBench (`cube-single-play-v0`, `antmaze-large-navigate-v0`, ...) or Minari
+    (`mujoco/hopper/medium-v0`, ...); a wrong name lists all"""
     demos: str | None = None
     """instead of a dataset, demonstrations of this single task, e.g. `cube-single-singletask-task2-v0`"""
     num_episodes: int | None = None
-    """training episodes (validation gets max(1, N // 10) more); default: the official count, or 100 demonstrations"""
+    """training episodes (OGBench: validation gets max(1, N // 10) more); default: the official count, 100
+    demonstrations, or as many whole episodes as fit in --num-steps (Minari)"""
+    num_steps: int | None = None
+    """Minari only: steps of the dataset, made of whole episodes (Minari's rule); default: the published 1M"""
     max_episode_steps: int | None = None
-    """stored steps per episode; default: the official 1001 or 2001, or the task's time limit for demonstrations"""
+    """stored steps per episode; default: the official 1001 or 2001, or the task's time limit (demonstrations, Minari)"""
     noise: float | None = None
     """action noise; default: the official 0.1 (manipulation plan oracles), 0.5 (pointmaze), 0.2 (antmaze expert)"""
     noise_smoothing: float = 0.5
     """standard deviation (in steps) of the Gaussian filter that smooths the manipulation oracles' plan noise"""
-    out_dir: str = DEFAULT_DATA_DIR
-    """folder for the .npz files (OGBench's own data folder by default)"""
+    out_dir: str | None = None
+    """output folder; default: OGBench's ~/.ogbench/data, or for Minari its datasets folder (MINARI_DATASETS_PATH or
+    ~/.minari/datasets)"""
     seed: int = 0
     """base seed; episode i is seeded from (seed, i) alone"""
     workers: int = os.cpu_count() or 1
     """parallel worker processes; the default is this machine's core count"""
-    expert_path: str = DEFAULT_EXPERT_PATH
-    """ant direction-following expert made by benchmark/train_ant_expert.py (antmaze only)"""
+    expert_path: str | None = None
+    """the policy that acts: antmaze, the ant expert's actor file (default ~/.ogbench/experts/ant_xy_sac/actor.msgpack);
+    Minari, the run folder of benchmark/train_expert.py (default ~/.minari/experts/<Env>-v5) or one checkpoint file"""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -102,8 +141,8 @@ class Args:
 class Spec:
     """Everything a worker needs to collect one episode, besides its seed (picklable)."""
 
-    kind: str  # "play", "navigate" or "demos"
-    family: str  # "manipspace", "pointmaze" or "antmaze"
+    kind: str  # "play", "navigate", "demos" or "minari"
+    family: str  # "manipspace", "pointmaze", "antmaze" or "locomotion"
     env_name: str  # the gymnasium id that is stepped
     max_episode_steps: int
     noise: float
@@ -152,22 +191,49 @@ def make_plan_oracles(env, env_name: str, noise: float, noise_smoothing: float) 
 
 
 def load_expert(path: str) -> dict:
-    """Actor weights of the ant expert as numpy arrays (inference runs in numpy, so workers never start JAX)."""
+    """Actor weights of a train_expert.py policy as numpy arrays (inference runs in numpy, so workers never start
+    JAX), with its activation and log-std floor from the JSON beside the weights (files of the first ant trainer have
+    none: GELU)."""
     from flax import serialization
 
     with open(path, "rb") as f:
         params = serialization.msgpack_restore(f.read())
-    return {name: {k: np.asarray(v, dtype=np.float64) for k, v in layer.items()} for name, layer in params.items()}
+    expert = {name: {k: np.asarray(v, dtype=np.float64) for k, v in layer.items()} for name, layer in params.items()}
+    info_path = os.path.splitext(path)[0] + ".json"
+    recipe = {}
+    if os.path.exists(info_path):
+        with open(info_path) as f:
+            recipe = json.load(f).get("config", {}).get("recipe", {})
+    expert["activation"] = recipe.get("activation", "gelu")
+    expert["log_std_min"] = recipe.get("log_std_min", -5.0)
+    return expert
 
 
-def expert_action(params: dict, ob: np.ndarray) -> np.ndarray:
-    """Deterministic action tanh(mean) of the SAC actor in train_ant_expert.py: GELU hidden layers, then `mean`."""
+def actor_head(params: dict, ob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and log-std of the tanh-Gaussian actor of train_expert.py: hidden layers, then the `mean` and `log_std`
+    heads (numpy, float64)."""
     x = ob
     num_hidden = sum(name.startswith("hidden_") for name in params)
     for i in range(num_hidden):
         x = x @ params[f"hidden_{i}"]["kernel"] + params[f"hidden_{i}"]["bias"]
-        x = 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))  # GELU (tanh form, as flax)
-    return np.tanh(x @ params["mean"]["kernel"] + params["mean"]["bias"])
+        if params["activation"] == "relu":
+            x = np.maximum(x, 0.0)
+        else:
+            x = 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))  # GELU (tanh form, as flax)
+    mean = x @ params["mean"]["kernel"] + params["mean"]["bias"]
+    log_std = np.clip(x @ params["log_std"]["kernel"] + params["log_std"]["bias"], params["log_std_min"], 2.0)
+    return mean, log_std
+
+
+def expert_action(params: dict, ob: np.ndarray) -> np.ndarray:
+    """The deterministic action tanh(mean)."""
+    return np.tanh(actor_head(params, ob)[0])
+
+
+def expert_sample(params: dict, ob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A sampled action tanh(mean + std * noise), as Stable-Baselines3's `predict` acts by default (Minari's data)."""
+    mean, log_std = actor_head(params, ob)
+    return np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -516,6 +582,32 @@ class MazeDemoCollector:
         return rollout_maze(self.env, ob, self.expert, self.spec.noise)
 
 
+class LocomotionCollector:
+    """Minari locomotion: one episode of the SAC policy in the gymnasium MuJoCo env, actions sampled from it."""
+
+    def __init__(self, spec: Spec):
+        self.env = gymnasium.make(spec.env_name, max_episode_steps=spec.max_episode_steps)
+        self.expert = load_expert(spec.expert_path)
+
+    def collect(self, seed: int) -> dict:
+        rng = np.random.default_rng(seed)
+        ob, _ = self.env.reset(seed=seed)
+        steps = {"observations": [ob], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+        done = False
+        while not done:
+            action = expert_sample(self.expert, ob, rng).astype(np.float32)  # what the env receives, exactly
+            ob, reward, terminated, truncated, _ = self.env.step(action)
+            done = terminated or truncated
+            for key, value in zip(steps, (ob, action, reward, terminated, truncated), strict=True):
+                steps[key].append(value)
+        episode = {k: np.asarray(v) for k, v in steps.items()}
+        episode["stat_return"] = np.asarray(episode["rewards"].sum())
+        episode["stat_length"] = np.asarray(len(episode["actions"]))
+        episode["stat_terminated"] = np.asarray(float(terminated))
+        episode["seed"] = np.asarray(seed)  # the replay into minari.DataCollector resets with it
+        return episode
+
+
 _collector = None  # one per worker process
 
 
@@ -523,6 +615,8 @@ def init_worker(spec: Spec) -> None:
     global _collector
     if spec.kind == "demos":
         _collector = (ManipulationDemoCollector if spec.family == "manipspace" else MazeDemoCollector)(spec)
+    elif spec.kind == "minari":
+        _collector = LocomotionCollector(spec)
     else:
         _collector = {"play": PlayCollector, "navigate": NavigateCollector}[spec.kind](spec)
 
@@ -545,15 +639,46 @@ DATASET_TYPES = ("play", "navigate", "stitch", "explore", "noisy")
 DEFAULT_NUM_DEMOS = 100
 
 
+def fail(flag: str, value, why: str) -> None:
+    """A bad flag: one line on stderr, exit status 2."""
+    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(args: Args) -> None:
+    """Every flag, before anything slow."""
+    if (args.dataset is None) == (args.demos is None):
+        fail("dataset", args.dataset, "give exactly one of --dataset (a dataset id) or --demos (a single-task env id)")
+    for flag in ("num_episodes", "num_steps", "max_episode_steps", "workers"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            fail(flag.replace("_", "-"), value, "must be positive; give an integer >= 1")
+    for flag in ("noise", "noise_smoothing"):
+        value = getattr(args, flag)
+        if value is not None and not value >= 0:
+            fail(flag.replace("_", "-"), value, "must be >= 0")
+    if args.dataset is not None and args.dataset not in DATASET_SIZES and parse_minari_id(args.dataset) is None:
+        names = ", ".join(list(DATASET_SIZES) + [f"mujoco/{name}/<level>-v0" for name in MINARI_ENVS])
+        fail("dataset", args.dataset, f"unknown; this script makes {names} (levels: {', '.join(MINARI_LEVELS)})")
+    if args.num_steps is not None and (args.dataset is None or parse_minari_id(args.dataset) is None):
+        fail("num-steps", args.num_steps, "only Minari datasets (mujoco/...) are sized in steps; use --num-episodes")
+
+
+def parse_minari_id(dataset: str) -> tuple[str, str] | None:
+    """`mujoco/hopper/medium-v0` -> ("hopper", "medium"); None for anything else."""
+    parts = dataset.split("/")
+    if len(parts) != 3 or parts[0] != "mujoco" or parts[1] not in MINARI_ENVS:
+        return None
+    level = parts[2].removesuffix("-v0")
+    return (parts[1], level) if level in MINARI_LEVELS and parts[2].endswith("-v0") else None
+
+
 def resolve(args: Args) -> tuple[str, Spec, int]:
     """Output name, collection spec and number of training episodes from the command line."""
-    if (args.dataset is None) == (args.demos is None):
-        raise SystemExit("Give exactly one of --dataset (an OGBench dataset) or --demos (a single-task env id).")
     if args.demos is not None:
         return resolve_demos(args)
-    if args.dataset not in DATASET_SIZES:
-        names = "\n  ".join(DATASET_SIZES)
-        raise SystemExit(f"Unknown dataset '{args.dataset}'. This script can make:\n  {names}")
+    if parse_minari_id(args.dataset) is not None:
+        return resolve_minari(args)
     num_episodes, max_episode_steps = DATASET_SIZES[args.dataset]
     env_name = args.dataset.replace("-play-", "-").replace("-navigate-", "-")
     family = family_of(env_name)
@@ -564,7 +689,7 @@ def resolve(args: Args) -> tuple[str, Spec, int]:
         max_episode_steps=args.max_episode_steps or max_episode_steps,
         noise=DEFAULT_NOISE[family] if args.noise is None else args.noise,
         noise_smoothing=args.noise_smoothing,
-        expert_path=os.path.expanduser(args.expert_path) if family == "antmaze" else None,
+        expert_path=os.path.expanduser(args.expert_path or DEFAULT_EXPERT_PATH) if family == "antmaze" else None,
     )
     return args.dataset, spec, args.num_episodes or num_episodes
 
@@ -573,10 +698,8 @@ def resolve_demos(args: Args) -> tuple[str, Spec, int]:
     """`cube-single-singletask-task2-v0` (or `cube-single-play-singletask-task2-v0`, or no `-taskN` for the default
     task) -> output `cube-single-singletask-task2-demos-v0`, collected on `cube-single-singletask-task2-v0`."""
     words = args.demos.split("-")
-    if "singletask" not in words:
-        raise SystemExit(
-            f"--demos expects a single-task env id such as cube-single-singletask-task2-v0, not '{args.demos}'."
-        )
+    if "singletask" not in words or words.index("singletask") == 0:
+        fail("demos", args.demos, "not a single-task env id; give one such as cube-single-singletask-task2-v0")
     base = words[: words.index("singletask")]
     base = base[:-1] if base[-1] in DATASET_TYPES else base
     env_base = "-".join(base)
@@ -584,7 +707,7 @@ def resolve_demos(args: Args) -> tuple[str, Spec, int]:
     try:  # the env resolves the default task itself
         task_env = gymnasium.make("-".join(base + words[words.index("singletask") :]))
     except gymnasium.error.Error as error:
-        raise SystemExit(f"Unknown single-task env '{args.demos}': {error}") from None
+        fail("demos", args.demos, f"unknown single-task env ({error})")
     task_id = task_env.unwrapped._reward_task_id
     env_name = f"{env_base}-singletask-task{task_id}-v0"
     spec = Spec(
@@ -594,26 +717,69 @@ def resolve_demos(args: Args) -> tuple[str, Spec, int]:
         max_episode_steps=args.max_episode_steps or task_env.spec.max_episode_steps,
         noise=DEFAULT_NOISE[family] if args.noise is None else args.noise,
         noise_smoothing=args.noise_smoothing,
-        expert_path=os.path.expanduser(args.expert_path) if family == "antmaze" else None,
+        expert_path=os.path.expanduser(args.expert_path or DEFAULT_EXPERT_PATH) if family == "antmaze" else None,
     )
     task_env.close()
     return f"{env_base}-singletask-task{task_id}-demos-v0", spec, args.num_episodes or DEFAULT_NUM_DEMOS
 
 
-def check_expert(spec: Spec) -> None:
-    if spec.expert_path is not None and not os.path.exists(spec.expert_path):
+def resolve_minari(args: Args) -> tuple[str, Spec, int | None]:
+    """`mujoco/hopper/medium-v0` -> the checkpoint that acts and the collection spec (episodes: as many as fit)."""
+    name, level = parse_minari_id(args.dataset)
+    env_id = MINARI_ENVS[name]
+    expert = os.path.expanduser(args.expert_path or MINARI_EXPERT_DIR.format(env_id=env_id))
+    checkpoint = expert if os.path.isfile(expert) else pick_checkpoint(expert, env_id, name, level)
+    spec = Spec(
+        kind="minari",
+        family="locomotion",
+        env_name=env_id,
+        max_episode_steps=args.max_episode_steps or gymnasium.spec(env_id).max_episode_steps,
+        noise=0.0,  # the policy samples its own actions
+        noise_smoothing=0.0,
+        expert_path=checkpoint,
+    )
+    return args.dataset, spec, args.num_episodes
+
+
+def pick_checkpoint(run_dir: str, env_id: str, name: str, level: str) -> str:
+    """The checkpoint of a train_expert.py run that makes `level` (see MINARI_CHECKPOINTS)."""
+    info_path = os.path.join(run_dir, "actor.json")
+    if not os.path.exists(info_path):
         raise SystemExit(
-            f"No ant expert at {spec.expert_path}. The antmaze datasets need one; train it (CPU: about an hour) with:\n"
-            f"  python benchmark/train_ant_expert.py --save-path {spec.expert_path}\n"
-            "or point --expert-path at an existing checkpoint."
+            f"error: no SAC expert for {env_id} in {run_dir} (no actor.json). Train one (hours on a CPU; it resumes "
+            f"if interrupted) with:\n  python benchmark/train_expert.py --env-id {env_id}"
         )
+    with open(info_path) as f:
+        evaluations = json.load(f)["evaluations"]
+    returns = {e["step"]: e["deterministic"]["return_mean"] for e in evaluations}
+    rule, value = MINARI_CHECKPOINTS.get((name, level), ("final", None))
+    if rule == "return":
+        step = min(returns, key=lambda s: abs(returns[s] - value))
+    elif rule == "budget":
+        within = [s for s in returns if s <= value] or [min(returns)]
+        step = max(within, key=lambda s: returns[s])
+    else:
+        step = max(returns)
+    print(f"{level}: checkpoint at {step} transitions of {run_dir} (return {returns[step]:.1f}; rule {rule} {value})")
+    return os.path.join(run_dir, "checkpoints", f"actor_{step:09d}.msgpack")
 
 
-def collect_all(spec: Spec, seeds: list[int], parts_dir: str, workers: int) -> None:
+def check_expert(spec: Spec) -> None:
+    if spec.expert_path is None or os.path.exists(spec.expert_path):
+        return
+    env_id = "ant-xy" if spec.family == "antmaze" else spec.env_name
+    raise SystemExit(
+        f"error: no expert at {spec.expert_path}. Train it (hours on a CPU; it resumes if interrupted) with:\n"
+        f"  python benchmark/train_expert.py --env-id {env_id}\n"
+        "  or point --expert-path at an existing checkpoint."
+    )
+
+
+def collect_all(spec: Spec, seeds: list[int], parts_dir: str, workers: int, note_resume: bool = True) -> None:
     """Collect every episode whose file is not yet in `parts_dir`, with a progress bar in episodes/s."""
     jobs = [(s, os.path.join(parts_dir, f"episode_{i:06d}.npz")) for i, s in enumerate(seeds)]
     todo = [job for job in jobs if not os.path.exists(job[1])]
-    if len(todo) < len(jobs):
+    if len(todo) < len(jobs) and note_resume:
         print(f"Resuming: {len(jobs) - len(todo)} of {len(jobs)} episodes already collected in {parts_dir}")
     bar = tqdm(total=len(todo), unit="ep", desc="episodes", smoothing=0.05)
     if workers == 1 or len(todo) <= 1:
@@ -687,11 +853,151 @@ def summarize(outputs: dict, elapsed: float) -> None:
     print(f"\nDone in {elapsed / 60:.1f} min.")
 
 
+@contextlib.contextmanager
+def minari_datasets_path(root: str):
+    """Point Minari at `root` (it reads MINARI_DATASETS_PATH at every call) for the duration of the block."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = root
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def minari_root(args: Args) -> str:
+    return os.path.expanduser(args.out_dir or os.environ.get("MINARI_DATASETS_PATH") or "~/.minari/datasets")
+
+
+def episode_lengths(paths: list[str], cache: dict) -> list[int]:
+    for path in paths:
+        if path not in cache:
+            with np.load(path) as episode:
+                cache[path] = int(episode["stat_length"])
+    return [cache[path] for path in paths]
+
+
+def collect_minari(spec: Spec, args: Args, parts_dir: str, num_steps: int) -> list[int]:
+    """Collect episodes 0, 1, ... in waves until Minari's rule closes the dataset: before episode k starts, stop if
+    fewer than `max_episode_steps` steps of the budget remain (so every stored episode is whole). Returns the indices
+    kept (a prefix; episodes collected past the end are discarded)."""
+    seeds, cache = [], {}
+    path = lambda i: os.path.join(parts_dir, f"episode_{i:06d}.npz")  # noqa: E731
+    while True:
+        lengths = episode_lengths([path(i) for i in range(len(seeds))], cache)
+        kept, total = 0, 0
+        while kept < len(lengths) and num_steps - total >= spec.max_episode_steps:
+            if args.num_episodes is not None and kept == args.num_episodes:
+                return list(range(kept))
+            total, kept = total + lengths[kept], kept + 1
+        if kept < len(lengths) or num_steps - total < spec.max_episode_steps or kept == args.num_episodes:
+            return list(range(kept))
+        mean_length = np.mean(lengths) if lengths else spec.max_episode_steps
+        more = math.ceil((num_steps - total) / mean_length) + args.workers  # a little past the end, in parallel
+        if args.num_episodes is not None:
+            more = min(more, args.num_episodes - len(seeds))
+        first_wave = not seeds
+        seeds += [episode_seed(args.seed, i) for i in range(len(seeds), len(seeds) + more)]
+        collect_all(spec, seeds, parts_dir, args.workers, note_resume=first_wave)
+
+
+def write_minari_dataset(spec: Spec, args: Args, dataset_id: str, paths: list[str], root: str) -> None:
+    """Replay the collected episodes through `minari.DataCollector` and create the dataset in Minari's folder.
+
+    Each episode is reset with its seed and stepped with its recorded actions: the simulator is deterministic, so the
+    replay reproduces the recorded observations (checked) and the dataset is exactly what DataCollector records
+    while the policy acts. It is written under a temporary folder of `root` and moved into place when complete.
+    """
+    import minari
+
+    tmp_root = os.path.join(root, ".make_dataset.tmp")
+    shutil.rmtree(tmp_root, ignore_errors=True)
+    with minari_datasets_path(tmp_root):
+        env = minari.DataCollector(gymnasium.make(spec.env_name, max_episode_steps=spec.max_episode_steps))
+        for path in tqdm(paths, unit="ep", desc="writing with minari.DataCollector"):
+            with np.load(path) as episode:
+                ob, _ = env.reset(seed=int(episode["seed"]))
+                for action in episode["actions"]:
+                    ob, *_ = env.step(action)
+                if not np.array_equal(ob, episode["observations"][-1]):
+                    raise SystemExit(f"error: replaying {path} did not reproduce its observations (simulator changed?)")
+        with open(os.path.splitext(spec.expert_path)[0] + ".json") as f:
+            evaluation = json.load(f)["evaluations"][-1]
+        description = (
+            f"Regenerated offline by benchmark/make_dataset.py with Minari's procedure: whole episodes of "
+            f"{spec.env_name} within {args.num_steps or MINARI_STEPS} steps, actions sampled from a SAC policy "
+            f"trained by benchmark/train_expert.py (checkpoint {os.path.basename(spec.expert_path)}: "
+            f"{evaluation['step']} transitions, deterministic return {evaluation['deterministic']['return_mean']:.1f} "
+            f"+- {evaluation['deterministic']['return_std']:.1f}). Statistically equivalent to the published "
+            f"{dataset_id}, not identical."
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Minari's reminders about the e-mail and permalink fields
+            env.create_dataset(
+                dataset_id,
+                eval_env=spec.env_name,
+                algorithm_name="SAC (JAX, benchmark/train_expert.py)",
+                author="flow-matching RL reference implementations",
+                code_permalink="benchmark/make_dataset.py",
+                description=description,
+                requirements=["mujoco>=3.2", "gymnasium>=1.0"],
+            )
+        env.close()
+        final = os.path.join(root, dataset_id)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.replace(os.path.join(tmp_root, dataset_id), final)
+    shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def summarize_minari(root: str, dataset_id: str, elapsed: float) -> None:
+    """Steps, episodes, returns and lengths of the dataset as Minari loads it."""
+    import minari
+
+    with minari_datasets_path(root):
+        dataset = minari.load_dataset(dataset_id)
+        returns, lengths, terminated = [], [], []
+        for episode in dataset.iterate_episodes():
+            returns.append(episode.rewards.sum())
+            lengths.append(len(episode.actions))
+            terminated.append(bool(episode.terminations[-1]))
+    returns, lengths = np.array(returns), np.array(lengths)
+    print(f"\n{dataset_id} in {root}: {dataset.total_steps} steps, {dataset.total_episodes} episodes")
+    print(
+        f"  return mean {returns.mean():.1f}, std {returns.std():.1f}, min {returns.min():.1f}, max {returns.max():.1f}"
+    )
+    print(f"  episode length mean {lengths.mean():.1f}, min {lengths.min()}, max {lengths.max()}")
+    print(f"  episodes ended by termination {np.mean(terminated):.1%}")
+    print(f"\nDone in {elapsed / 60:.1f} min.")
+
+
+def main_minari(args: Args, dataset_id: str, spec: Spec) -> None:
+    root = minari_root(args)
+    parts_dir = os.path.join(root, f"{dataset_id}.parts")
+    prepare_parts_dir(parts_dir, spec, args.seed)
+    num_steps = args.num_steps or MINARI_STEPS
+    print(
+        f"Making {dataset_id}: whole episodes of up to {spec.max_episode_steps} steps on {spec.env_name} within "
+        f"{num_steps} steps, policy {spec.expert_path}, seed {args.seed}, {args.workers} workers"
+    )
+    start = time.time()
+    kept = collect_minari(spec, args, parts_dir, num_steps)
+    write_minari_dataset(spec, args, dataset_id, [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in kept], root)
+    shutil.rmtree(parts_dir)
+    summarize_minari(root, dataset_id, time.time() - start)
+
+
 def main(args: Args) -> None:
+    check_args(args)
     name, spec, num_train = resolve(args)
     check_expert(spec)
+    if spec.kind == "minari":
+        return main_minari(args, name, spec)
     num_val = max(1, num_train // 10)
-    out_dir = os.path.expanduser(args.out_dir)
+    out_dir = os.path.expanduser(args.out_dir or DEFAULT_DATA_DIR)
     parts_dir = os.path.join(out_dir, f"{name}.parts")
     prepare_parts_dir(parts_dir, spec, args.seed)
     print(

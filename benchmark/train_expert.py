@@ -430,8 +430,9 @@ def main(args: Args) -> None:
     if os.path.exists(resume_path) and os.path.exists(config_path):
         with open(config_path) as f:
             previous = json.load(f)
-        same = {k: v for k, v in previous["args"].items() if k != "total_steps"} == {
-            k: v for k, v in config["args"].items() if k != "total_steps"
+        free = ("total_steps", "out_dir")  # a run may be extended, and its folder moved
+        same = {k: v for k, v in previous["args"].items() if k not in free} == {
+            k: v for k, v in config["args"].items() if k not in free
         }
         if not same or previous["recipe"] != config["recipe"]:
             raise SystemExit(

@@ -8,7 +8,9 @@ milliseconds to a second. Cases are grouped by script; add a script's cases to i
 """
 
 import contextlib
+import dataclasses
 import io
+import json
 import os
 import runpy
 import sys
@@ -18,6 +20,9 @@ from typing import NamedTuple
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+
+import train_expert  # noqa: E402
 
 
 def run_script(script: str, argv: list[str], cwd: str) -> tuple[int, str]:
@@ -56,7 +61,81 @@ class Case(NamedTuple):
     setup: Callable[[str], None] | None = None  # writes the broken files into the temporary folder first
 
 
-CASES: list[Case] = []
+def write_file(name: str, content: bytes):
+    """A setup that writes `content` to `<tmp>/<name>` (creating folders)."""
+
+    def setup(tmp: str) -> None:
+        path = os.path.join(tmp, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(content)
+
+    return setup
+
+
+def expert_run_with(resume: bytes, config_args: dict):
+    """A setup that fakes a train_expert.py run folder `<tmp>/run` holding a given resume file and config."""
+
+    def setup(tmp: str) -> None:
+        write_file("run/resume.msgpack", resume)(tmp)
+        args, recipe = train_expert.resolve(train_expert.Args(env_id="Hopper-v5", out_dir=os.path.join(tmp, "run")))
+        config = {"args": {**dataclasses.asdict(args), **config_args}, "recipe": dataclasses.asdict(recipe)}
+        write_file("run/config.json", json.dumps(config).encode())(tmp)
+
+    return setup
+
+
+CASES: list[Case] = [
+    # benchmark/make_dataset.py
+    Case("benchmark/make_dataset.py", [], 2, "--dataset None: give exactly one of"),
+    Case("benchmark/make_dataset.py", ["--dataset", "cube-single-v0"], 2, "--dataset cube-single-v0: unknown"),
+    Case("benchmark/make_dataset.py", ["--dataset", "mujoco/hopper/bad-v0"], 2, "--dataset mujoco/hopper/bad-v0"),
+    Case("benchmark/make_dataset.py", ["--dataset", "mujoco/swimmer/medium-v0"], 2, "mujoco/swimmer/medium-v0"),
+    Case(
+        "benchmark/make_dataset.py", ["--dataset", "cube-single-play-v0", "--num-episodes", "0"], 2, "--num-episodes 0"
+    ),
+    Case("benchmark/make_dataset.py", ["--dataset", "cube-single-play-v0", "--noise", "-1"], 2, "--noise -1.0"),
+    Case("benchmark/make_dataset.py", ["--dataset", "cube-single-play-v0", "--noise", "nan"], 2, "--noise nan"),
+    Case("benchmark/make_dataset.py", ["--dataset", "cube-single-play-v0", "--workers", "0"], 2, "--workers 0"),
+    Case("benchmark/make_dataset.py", ["--dataset", "cube-single-play-v0", "--num-steps", "5"], 2, "--num-steps 5"),
+    Case("benchmark/make_dataset.py", ["--demos", "cube-single"], 2, "--demos cube-single: not a single-task"),
+    Case("benchmark/make_dataset.py", ["--demos", "cube-single-singletask-task9-v0"], 2, "unknown single-task env"),
+    Case(
+        "benchmark/make_dataset.py",
+        ["--dataset", "mujoco/hopper/medium-v0", "--expert-path", "{tmp}/nothing"],
+        1,
+        "no SAC expert for Hopper-v5 in {tmp}/nothing",
+    ),
+    Case(
+        "benchmark/make_dataset.py",
+        ["--dataset", "antmaze-large-navigate-v0", "--expert-path", "{tmp}/none.msgpack", "--out-dir", "{tmp}"],
+        1,
+        "no expert at {tmp}/none.msgpack",
+    ),
+    # benchmark/train_expert.py (and its old name for the ant, benchmark/train_ant_expert.py)
+    Case("benchmark/train_expert.py", ["--env-id", "Hopper-v4"], 2, "--env-id Hopper-v4: no recipe"),
+    Case("benchmark/train_expert.py", ["--total-steps", "0"], 2, "--total-steps 0: must be positive"),
+    Case("benchmark/train_expert.py", ["--checkpoint-every", "-1"], 2, "--checkpoint-every -1"),
+    Case("benchmark/train_expert.py", ["--batch-size", "512", "--buffer-size", "100"], 2, "--batch-size 512"),
+    Case("benchmark/train_expert.py", ["--discount", "1.0"], 2, "--discount 1.0: must be in [0, 1)"),
+    Case("benchmark/train_expert.py", ["--tau", "0"], 2, "--tau 0.0"),
+    Case("benchmark/train_expert.py", ["--learning-starts", "-5"], 2, "--learning-starts -5"),
+    Case("benchmark/train_ant_expert.py", ["--eval-episodes", "0"], 2, "--eval-episodes 0"),
+    Case(
+        "benchmark/train_expert.py",
+        ["--env-id", "Hopper-v5", "--out-dir", "{tmp}/run"],
+        1,
+        "{tmp}/run/resume.msgpack is not a readable training state",
+        expert_run_with(b"\x93truncated", {}),
+    ),
+    Case(
+        "benchmark/train_expert.py",
+        ["--env-id", "Hopper-v5", "--out-dir", "{tmp}/run"],
+        1,
+        "{tmp}/run holds a run with other settings",
+        expert_run_with(b"", {"seed": 7}),
+    ),
+]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.script}:{' '.join(c.argv)}" for c in CASES])

@@ -1,5 +1,8 @@
-"""Offline dataset generation (benchmark/make_dataset.py): tiny versions of every family, loaded through OGBench."""
+"""Offline dataset generation (benchmark/make_dataset.py, benchmark/train_expert.py): tiny versions of every family,
+loaded through OGBench or Minari."""
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +18,7 @@ BENCHMARK_DIR = Path(__file__).resolve().parents[1] / "benchmark"
 sys.path.insert(0, str(BENCHMARK_DIR))  # also seen by the worker processes, which import make_dataset by name
 
 import make_dataset  # noqa: E402
-import train_ant_expert  # noqa: E402
+import train_expert  # noqa: E402
 
 
 def make(tmp_path, **kwargs) -> str:
@@ -89,11 +92,10 @@ def test_interrupted_run_resumes_to_the_same_files(tmp_path, capsys):
     np.testing.assert_array_equal(a["observations"], b["observations"])
 
 
-def save_random_expert(path, hidden_dims=(32, 32)) -> dict:
-    params = train_ant_expert.init_actor_params(
-        jax.random.PRNGKey(0), obs_dim=29, action_dim=8, hidden_dims=hidden_dims
-    )
-    train_ant_expert.save_expert(str(path), params, {"note": "random weights for tests"})
+def save_random_expert(path, hidden_dims=(32, 32), recipe="ant-xy", obs_dim=29, action_dim=8) -> dict:
+    recipe = dataclasses.replace(train_expert.RECIPES[recipe], hidden_dims=hidden_dims)
+    params = train_expert.init_actor_params(jax.random.PRNGKey(0), obs_dim, action_dim, recipe)
+    train_expert.save_expert(str(path), params, {"config": {"recipe": dataclasses.asdict(recipe)}})
     return params
 
 
@@ -108,13 +110,15 @@ def test_antmaze_navigate_with_a_saved_expert(tmp_path):
     assert set(np.unique(train["rewards"])) <= {-1.0, 0.0}
 
 
-def test_numpy_expert_matches_the_flax_actor(tmp_path):
-    params = save_random_expert(tmp_path / "expert.msgpack", hidden_dims=(16, 16))
+@pytest.mark.parametrize("recipe", ["ant-xy", "Hopper-v5"])  # GELU with OGBench's init; ReLU with PyTorch's
+def test_numpy_expert_matches_the_flax_actor(tmp_path, recipe):
+    params = save_random_expert(tmp_path / "expert.msgpack", hidden_dims=(16, 16), recipe=recipe)
     obs = np.random.default_rng(0).normal(size=(5, 29))
-    actor = train_ant_expert.Actor((16, 16), 8)
-    expected = jnp.tanh(actor.apply({"params": params}, jnp.asarray(obs))[0])
+    actor = train_expert.make_actor(dataclasses.replace(train_expert.RECIPES[recipe], hidden_dims=(16, 16)), 8)
+    mean, log_std = actor.apply({"params": params}, jnp.asarray(obs))
     loaded = make_dataset.load_expert(str(tmp_path / "expert.msgpack"))
-    np.testing.assert_allclose(make_dataset.expert_action(loaded, obs), expected, atol=1e-5)
+    np.testing.assert_allclose(make_dataset.expert_action(loaded, obs), jnp.tanh(mean), atol=1e-5)
+    np.testing.assert_allclose(make_dataset.actor_head(loaded, obs)[1], log_std, atol=1e-5)
 
 
 def test_upside_down_torso_is_detected_from_the_quaternion():
@@ -145,7 +149,7 @@ def test_missing_expert_prints_the_command_that_trains_one(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0
-    assert "python benchmark/train_ant_expert.py --save-path" in result.stderr
+    assert "python benchmark/train_expert.py --env-id ant-xy" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -188,3 +192,107 @@ def test_lights_out_presses_reach_the_goal(rows, cols):
     for button in make_dataset.lights_out_presses(start, goal, rows, cols):
         press(state, button, rows, cols)
     np.testing.assert_array_equal(state, goal)
+
+
+# Minari locomotion datasets: a tiny SAC expert, then a 2-episode dataset that minari.load_dataset opens.
+
+SAC_FLAGS = dict(env_id="Hopper-v5", checkpoint_every=200, learning_starts=300, eval_episodes=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_expert(tmp_path_factory) -> str:
+    """A SAC run of 600 transitions (300 random, then 60 gradient steps on 5 envs), checkpoints at 200, 400, 600."""
+    out_dir = str(tmp_path_factory.mktemp("expert"))
+    train_expert.main(train_expert.Args(total_steps=600, out_dir=out_dir, **SAC_FLAGS))
+    return out_dir
+
+
+def test_sac_expert_keeps_every_checkpoint_and_resumes(tiny_expert, tmp_path, capsys):
+    with open(f"{tiny_expert}/actor.json") as f:
+        info = json.load(f)
+    assert [e["step"] for e in info["evaluations"]] == [200, 400, 600]
+    assert info["config"]["recipe"]["activation"] == "relu" and info["config"]["recipe"]["num_envs"] == 5
+    for step in (200, 400, 600):
+        assert os.path.exists(f"{tiny_expert}/checkpoints/actor_{step:09d}.msgpack")
+    assert os.path.exists(f"{tiny_expert}/learning_curve.png")
+
+    # Continue a copy of the run to 800 transitions: it starts from the saved state, not from scratch.
+    resumed = tmp_path / "resumed"
+    subprocess.run(["cp", "-r", tiny_expert, str(resumed)], check=True)
+    capsys.readouterr()
+    train_expert.main(train_expert.Args(total_steps=800, out_dir=str(resumed), **SAC_FLAGS))
+    assert "Resuming" in capsys.readouterr().out
+    with open(resumed / "actor.json") as f:
+        assert [e["step"] for e in json.load(f)["evaluations"]] == [200, 400, 600, 800]
+    # The restored training state is the saved one: the step-600 actor is what the resumed run started from.
+    saved = make_dataset.load_expert(f"{tiny_expert}/actor.msgpack")
+    again = make_dataset.load_expert(f"{resumed}/checkpoints/actor_000000600.msgpack")
+    np.testing.assert_array_equal(saved["mean"]["kernel"], again["mean"]["kernel"])
+
+
+def test_minari_dataset_opens_with_minari_and_resumes(tiny_expert, tmp_path, capsys):
+    import minari
+
+    args = dict(dataset="mujoco/hopper/expert-v0", expert_path=tiny_expert, num_episodes=2)
+    fresh = make(tmp_path / "fresh", **args)
+    os.environ["MINARI_DATASETS_PATH"] = fresh
+    try:
+        dataset = minari.load_dataset("mujoco/hopper/expert-v0")
+        episodes = list(dataset.iterate_episodes())
+        metadata = dataset.storage.metadata
+    finally:
+        del os.environ["MINARI_DATASETS_PATH"]
+    assert dataset.total_episodes == 2 and len(episodes) == 2
+    for episode in episodes:
+        assert episode.observations.shape == (len(episode.actions) + 1, 11) and episode.actions.shape[1] == 3
+        assert episode.terminations[-1] or episode.truncations[-1]
+    assert json.loads(metadata["env_spec"])["id"] == "Hopper-v5"
+    assert json.loads(metadata["eval_env_spec"])["id"] == "Hopper-v5"
+    assert "train_expert.py" in metadata["algorithm_name"] and "actor_000000600" in metadata["description"]
+    assert not os.path.exists(f"{fresh}/mujoco/hopper/expert-v0.parts")
+
+    # Interrupted after the first episode, the same command keeps it and makes the same dataset.
+    name, spec, _ = make_dataset.resolve(make_dataset.Args(**args))
+    parts = tmp_path / "resumed" / f"{name}.parts"
+    make_dataset.prepare_parts_dir(str(parts), spec, seed=0)
+    make_dataset.collect_all(spec, [make_dataset.episode_seed(0, 0)], str(parts), workers=1)
+    capsys.readouterr()
+    resumed = make(tmp_path / "resumed", **args)
+    assert "Resuming: 1 of" in capsys.readouterr().out
+    for path in (fresh, resumed):
+        os.environ["MINARI_DATASETS_PATH"] = path
+        try:
+            observations = [e.observations for e in minari.load_dataset(name).iterate_episodes()]
+        finally:
+            del os.environ["MINARI_DATASETS_PATH"]
+        if path == fresh:
+            expected = observations
+    for a, b in zip(expected, observations, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_minari_steps_budget_keeps_whole_episodes_only(tiny_expert, tmp_path):
+    """Minari's rule: an episode starts only if a whole episode (max_episode_steps) still fits in the budget."""
+    import minari
+
+    out = make(
+        tmp_path, dataset="mujoco/hopper/medium-v0", expert_path=tiny_expert, num_steps=300, max_episode_steps=100
+    )
+    os.environ["MINARI_DATASETS_PATH"] = out
+    try:
+        dataset = minari.load_dataset("mujoco/hopper/medium-v0")
+        lengths = [len(e.actions) for e in dataset.iterate_episodes()]
+    finally:
+        del os.environ["MINARI_DATASETS_PATH"]
+    assert sum(lengths[:-1]) <= 300 - 100 < sum(lengths)  # the last episode began with >= 100 steps left
+    assert dataset.total_steps == sum(lengths)
+
+
+def test_checkpoint_rule_per_level(tmp_path):
+    returns = {100: 1000.0, 200: 3400.0, 300: 3600.0, 400: 3300.0}
+    evaluations = [{"step": s, "deterministic": {"return_mean": r}} for s, r in returns.items()]
+    (tmp_path / "actor.json").write_text(json.dumps({"evaluations": evaluations}))
+    pick = lambda name, level: os.path.basename(make_dataset.pick_checkpoint(str(tmp_path), "X-v5", name, level))  # noqa: E731
+    assert pick("hopper", "medium") == "actor_000000200.msgpack"  # closest to Minari's 3483.58
+    assert pick("hopper", "expert") == "actor_000000400.msgpack"  # the final one
+    assert pick("ant", "simple") == "actor_000000300.msgpack"  # the best within Minari's 1M budget
