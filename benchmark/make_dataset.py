@@ -749,9 +749,14 @@ def pick_checkpoint(run_dir: str, env_id: str, name: str, level: str) -> str:
             f"error: no SAC expert for {env_id} in {run_dir} (no actor.json). Train one (hours on a CPU; it resumes "
             f"if interrupted) with:\n  python benchmark/train_expert.py --env-id {env_id}"
         )
-    with open(info_path) as f:
-        evaluations = json.load(f)["evaluations"]
-    returns = {e["step"]: e["deterministic"]["return_mean"] for e in evaluations}
+    try:
+        with open(info_path) as f:
+            returns = {e["step"]: e["deterministic"]["return_mean"] for e in json.load(f)["evaluations"]}
+    except (ValueError, KeyError, TypeError) as error:
+        raise SystemExit(
+            f"error: {info_path} is not the record of a train_expert.py run ({type(error).__name__}: {error}).\n"
+            f"  Rerun python benchmark/train_expert.py --env-id {env_id} --out-dir {run_dir} (it resumes)."
+        ) from None
     rule, value = MINARI_CHECKPOINTS.get((name, level), ("final", None))
     if rule == "return":
         step = min(returns, key=lambda s: abs(returns[s] - value))
@@ -765,14 +770,24 @@ def pick_checkpoint(run_dir: str, env_id: str, name: str, level: str) -> str:
 
 
 def check_expert(spec: Spec) -> None:
-    if spec.expert_path is None or os.path.exists(spec.expert_path):
+    """The policy file exists and loads (here, not in a worker process where a bad file would end in a traceback)."""
+    if spec.expert_path is None:
         return
     env_id = "ant-xy" if spec.family == "antmaze" else spec.env_name
-    raise SystemExit(
-        f"error: no expert at {spec.expert_path}. Train it (hours on a CPU; it resumes if interrupted) with:\n"
-        f"  python benchmark/train_expert.py --env-id {env_id}\n"
-        "  or point --expert-path at an existing checkpoint."
-    )
+    train = f"  python benchmark/train_expert.py --env-id {env_id}"
+    if not os.path.exists(spec.expert_path):
+        raise SystemExit(
+            f"error: no expert at {spec.expert_path}. Train it (hours on a CPU; it resumes if interrupted) with:\n"
+            f"{train}\n  or point --expert-path at an existing checkpoint."
+        )
+    try:
+        expert = load_expert(spec.expert_path)
+        expert_action(expert, np.zeros(expert["hidden_0"]["kernel"].shape[0]))
+    except Exception as error:  # msgpack, JSON and shape errors of a damaged or foreign file
+        raise SystemExit(
+            f"error: {spec.expert_path} is not an actor saved by benchmark/train_expert.py "
+            f"({type(error).__name__}: {error}). Retrain it with:\n{train}"
+        ) from None
 
 
 def collect_all(spec: Spec, seeds: list[int], parts_dir: str, workers: int, note_resume: bool = True) -> None:

@@ -428,8 +428,13 @@ def main(args: Args) -> None:
     config_path = os.path.join(args.out_dir, "config.json")
     resume_path = os.path.join(args.out_dir, "resume.msgpack")
     if os.path.exists(resume_path) and os.path.exists(config_path):
-        with open(config_path) as f:
-            previous = json.load(f)
+        try:
+            with open(config_path) as f:
+                previous = json.load(f)
+        except ValueError:
+            raise SystemExit(
+                f"error: {config_path} is damaged; delete {args.out_dir} or give another --out-dir."
+            ) from None
         free = ("total_steps", "out_dir")  # a run may be extended, and its folder moved
         same = {k: v for k, v in previous["args"].items() if k not in free} == {
             k: v for k, v in config["args"].items() if k not in free
@@ -493,8 +498,14 @@ def main(args: Args) -> None:
             buffer[k][:filled] = v
         rng.bit_generator.state = json.loads(bytes(saved["rng"]).decode())
         eval_rng.bit_generator.state = json.loads(bytes(saved["eval_rng"]).decode())
-        with open(os.path.join(args.out_dir, "actor.json")) as f:
-            evaluations = json.load(f)["evaluations"]
+        try:
+            with open(os.path.join(args.out_dir, "actor.json")) as f:
+                evaluations = json.load(f)["evaluations"]
+        except (OSError, ValueError, KeyError) as error:
+            raise SystemExit(
+                f"error: {args.out_dir}/actor.json, the evaluations of the run to resume, is missing or damaged "
+                f"({type(error).__name__}). Delete {resume_path} to start afresh, or give another --out-dir."
+            ) from None
         print(f"Resuming {args.out_dir} at {transitions} transitions")
     print(
         f"Training {args.env_id} ({obs_dim} obs, {action_dim} actions) to {args.total_steps} transitions in {args.out_dir}"

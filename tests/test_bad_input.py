@@ -112,6 +112,20 @@ CASES: list[Case] = [
         1,
         "no expert at {tmp}/none.msgpack",
     ),
+    Case(
+        "benchmark/make_dataset.py",
+        ["--dataset", "antmaze-large-navigate-v0", "--expert-path", "{tmp}/bad.msgpack", "--out-dir", "{tmp}"],
+        1,
+        "{tmp}/bad.msgpack is not an actor saved by benchmark/train_expert.py",
+        write_file("bad.msgpack", b"\x82\xa4not an actor"),
+    ),
+    Case(
+        "benchmark/make_dataset.py",
+        ["--dataset", "mujoco/walker2d/medium-v0", "--expert-path", "{tmp}/run"],
+        1,
+        "{tmp}/run/actor.json is not the record of a train_expert.py run",
+        write_file("run/actor.json", b"{truncated"),
+    ),
     # benchmark/train_expert.py (and its old name for the ant, benchmark/train_ant_expert.py)
     Case("benchmark/train_expert.py", ["--env-id", "Hopper-v4"], 2, "--env-id Hopper-v4: no recipe"),
     Case("benchmark/train_expert.py", ["--total-steps", "0"], 2, "--total-steps 0: must be positive"),
