@@ -187,8 +187,6 @@ def check_args(args: Args) -> None:
         fail("seed", args.seed, "must be in [0, 2^32); give a non-negative integer")
     if args.track and importlib.util.find_spec("wandb") is None:
         fail("track", None, "wandb is not installed; install it (pip install wandb) or leave out --track")
-    if args.load_model is not None and args.resume is not None:
-        fail("load-model", args.load_model, "cannot be combined with --resume; give one of them")
     try:
         resolve_env_id(args.env_id)
     except ValueError as error:
@@ -696,6 +694,11 @@ if __name__ == "__main__":
     init_key, *run_keys = jax.random.split(key, 5)
     keys = dict(zip(("train", "val", "online", "eval"), run_keys, strict=True))  # each step folds its index in
 
+    if not args.load_model:  # the dataset first: a missing or broken file fails before anything slow
+        env, train_data, val_data = load_data(env_id, dataset_name, args.dataset_dir, args.success_timing)
+        dataset_size = train_data["observations"].shape[0]
+        if args.buffer_size is not None and args.buffer_size < dataset_size + 1:
+            fail("buffer-size", args.buffer_size, f"must hold the dataset ({dataset_size} transitions) + 1; give more")
     eval_envs = [  # reused by every evaluation; none with --eval-episodes 0
         ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=args.success_timing)
         for _ in range(min(args.num_eval_envs, args.eval_episodes))
@@ -710,12 +713,8 @@ if __name__ == "__main__":
         )
         raise SystemExit(0)
 
-    env, train_data, val_data = load_data(env_id, dataset_name, args.dataset_dir, args.success_timing)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    dataset_size = train_data["observations"].shape[0]
     print(f"dataset: {dataset_size} transitions, obs dim {obs_dim}, action dim {action_dim}")
-    if args.buffer_size is not None and args.buffer_size < dataset_size + 1:
-        fail("buffer-size", args.buffer_size, f"must hold the dataset ({dataset_size} transitions) + 1; give more")
     args = dataclasses.replace(
         args,
         buffer_size=args.buffer_size or max(1_500_000, dataset_size + 1),

@@ -233,6 +233,16 @@ def test_offline_to_online_run_interrupted_twice_and_resumed_gives_the_uninterru
     assert "cube-single-play-singletask-task2-v0: success" in loaded
 
 
+def test_eval_episodes_0_skips_evaluation(tmp_path, cube_single_dir):
+    output = run_in_process(
+        "fql.py", [*RUN, "--dataset-dir", cube_single_dir, "--online-steps", "5", "--eval-episodes", "0"], tmp_path
+    )
+    assert "eval success" not in output and "no evaluation (--eval-episodes 0)" in output
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert ("losses/critic_loss", 45) in logged_scalars(run_dir)
+    assert not any(tag.startswith("eval/") for tag, _ in logged_scalars(run_dir))
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_parameters(tmp_path, cube_single_dir):
     for suffix in ("", "-val"):  # observations that are finite, but overflow the networks at the first step
         with np.load(os.path.join(cube_single_dir, f"cube-single-play-v0{suffix}.npz")) as f:
