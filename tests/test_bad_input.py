@@ -386,6 +386,23 @@ CASES += [
 ]
 
 
+# Values of the wrong type are refused by tyro itself, before any of the scripts' code: with its own box of a few
+# lines (the flag, the expected type, a "did you mean" for a misspelt flag), exit status 2 and no traceback.
+TYRO_CASES = [
+    ("fql.py", ["--batch-size", "abc"], "--batch-size"),
+    ("fino.py", ["--q-agg", "max"], "--q-agg"),
+    ("benchmark/suite.py", ["--method", "sac"], "--method"),
+    ("benchmark/speed.py", ["--chunk", "1.5"], "--chunk"),
+    ("benchmark/summarize.py", ["--out-dri", "x"], "--out-dri"),
+]
+
+
+@pytest.mark.parametrize(("script", "argv", "flag"), TYRO_CASES, ids=[f"{c[0]}:{' '.join(c[1])}" for c in TYRO_CASES])
+def test_a_value_of_the_wrong_type_gets_tyros_message_and_status_2(script, argv, flag, tmp_path):
+    status, stderr = run_script(script, argv, str(tmp_path))
+    assert status == 2 and flag in stderr and "Traceback" not in stderr, stderr
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.script}:{' '.join(c.argv)}" for c in CASES])
 def test_bad_input_gives_one_clear_line(case: Case, tmp_path):
     if case.setup is not None:

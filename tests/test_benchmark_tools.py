@@ -193,3 +193,14 @@ def test_a_run_preempted_before_its_first_checkpoint_is_requeued_unchanged(tmp_p
     assert run.checkpoint(command).args == (command,)
     (tmp_path / "checkpoint.msgpack").write_bytes(b"")
     assert run.checkpoint(command).args == (["fql.py", "--resume", str(tmp_path)],)
+
+
+def test_a_resumed_run_is_read_as_tensorboard_shows_it(tmp_path):
+    """Interrupted after logging steps 0-30, the run resumed from its checkpoint at step 10 (purge from step 11) and
+    has logged step 20 again so far: step 30 of the interrupted run is hidden, step 20 is the new value."""
+    run_dir = write_run(tmp_path, "scene-play-singletask-task2-v0", "fql", 0, 40, 0, [0.0, 0.25, 0.5, 0.75])
+    writer = SummaryWriter(str(run_dir), purge_step=11, filename_suffix=".resumed")
+    writer.add_scalar("eval/success", 1.0, 20)
+    writer.close()
+    run = summarize.load_run(run_dir)
+    assert run.steps.tolist() == [0, 10, 20] and run.success.tolist() == [0.0, 25.0, 100.0]
