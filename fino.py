@@ -491,10 +491,12 @@ def validation_losses(state, val_data, key, nets: Networks, args: Args):
 
 
 # ALGO LOGIC: entropy of the behaviour policy (Gaussian-mixture EM) and the temperature update
-def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int = 20, reg_covar: float = 1e-6):
-    """Fit a full-covariance Gaussian mixture to samples x of shape (n, d) by EM from a k-means++ / Lloyd start
-    (scikit-learn's recipe, with fixed iteration counts so that it jits and vmaps). Returns weights (K,), means
-    (K, d), covariances (K, d, d); reg_covar * I is added to each covariance."""
+def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int = 300, reg_covar: float = 1e-6):
+    """Fit a full-covariance Gaussian mixture to samples x of shape (n, d) as scikit-learn's GaussianMixture does by
+    default: greedy k-means++, Lloyd until the centres move less than 1e-4 x the mean variance (or `kmeans_iters`
+    steps), then EM until the mean log-likelihood changes by less than 1e-3 (or `em_iters` steps). The loops are
+    `while_loop`s, so that it jits and vmaps. Returns weights (K,), means (K, d), covariances (K, d, d);
+    reg_covar * I is added to each covariance."""
     n, d = x.shape
     offset = x.mean(axis=0)
     x = x - offset  # centring changes no covariance and keeps float32 accurate
@@ -502,19 +504,27 @@ def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int 
     def sq_distances(centers):  # (n, K)
         return jnp.sum((x[:, None, :] - centers[None]) ** 2, axis=-1)
 
-    # k-means++: the first centre uniformly, each next one with probability proportional to its squared distance.
+    # Greedy k-means++ (scikit-learn's): the first centre uniformly; each next one is, of 2 + floor(log K) candidates
+    # drawn with probability proportional to the squared distance to the nearest centre, the one that leaves the
+    # smallest potential sum_i min_c ||x_i - c||^2.
+    num_trials = 2 + int(np.log(num_components))
     first_key, *center_keys = jax.random.split(key, num_components)
     centers = x[jax.random.randint(first_key, (1,), 0, n)]
+    closest = sq_distances(centers)[:, 0]  # (n,) squared distance to the nearest centre
     for center_key in center_keys:
-        new = jax.random.categorical(center_key, jnp.log(sq_distances(centers).min(axis=1)))
-        centers = jnp.concatenate([centers, x[new][None]])
+        candidates = jax.random.categorical(center_key, jnp.log(closest), shape=(num_trials,))
+        distances = jnp.minimum(closest, jnp.sum((x[None] - x[candidates][:, None]) ** 2, axis=-1))  # (trials, n)
+        best = jnp.argmin(distances.sum(axis=1))
+        centers, closest = jnp.concatenate([centers, x[candidates[best]][None]]), distances[best]
 
-    def lloyd_step(_, centers):
+    def lloyd_step(carry):  # (iteration, centres, converged)
+        i, centers, _ = carry
         one_hot = jax.nn.one_hot(jnp.argmin(sq_distances(centers), axis=1), num_components)
         counts = one_hot.sum(axis=0)[:, None]
-        return jnp.where(counts > 0, one_hot.T @ x / jnp.maximum(counts, 1.0), centers)
+        new = jnp.where(counts > 0, one_hot.T @ x / jnp.maximum(counts, 1.0), centers)
+        return i + 1, new, jnp.sum((new - centers) ** 2) <= 1e-4 * x.var(axis=0).mean()
 
-    centers = jax.lax.fori_loop(0, kmeans_iters, lloyd_step, centers)
+    _, centers, _ = jax.lax.while_loop(lambda c: (c[0] < kmeans_iters) & ~c[2], lloyd_step, (0, centers, False))
 
     def m_step(resp):  # resp: (n, K) responsibilities
         counts = resp.sum(axis=0) + 10 * jnp.finfo(x.dtype).eps
@@ -523,16 +533,19 @@ def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int 
         covs = jnp.einsum("nk,kni,knj->kij", resp, diff, diff) / counts[:, None, None] + reg_covar * jnp.eye(d)
         return counts / n, means, covs
 
-    def em_step(_, gmm):
-        weights, means, covs = gmm
+    def em_step(carry):  # (iteration, mixture, mean log-likelihood of the last E-step, converged)
+        i, (weights, means, covs), previous, _ = carry
         chol = jnp.linalg.cholesky(covs)
         z = jax.scipy.linalg.solve_triangular(chol, (x[None] - means[:, None]).swapaxes(1, 2), lower=True)
         log_det = 2.0 * jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)).sum(axis=-1)
         log_p = jnp.log(weights)[:, None] - 0.5 * ((z**2).sum(axis=1) + log_det[:, None] + d * jnp.log(2 * jnp.pi))
-        return m_step(jax.nn.softmax(log_p, axis=0).T)  # E-step: posterior of each component, then M-step
+        log_likelihood = jax.nn.logsumexp(log_p, axis=0).mean()
+        gmm = m_step(jax.nn.softmax(log_p, axis=0).T)  # E-step: posterior of each component, then M-step
+        return i + 1, gmm, log_likelihood, jnp.abs(log_likelihood - previous) < 1e-3
 
     gmm = m_step(jax.nn.one_hot(jnp.argmin(sq_distances(centers), axis=1), num_components))
-    weights, means, covs = jax.lax.fori_loop(0, em_iters, em_step, gmm)
+    start = (0, gmm, jnp.array(-jnp.inf, x.dtype), False)
+    _, (weights, means, covs), _, _ = jax.lax.while_loop(lambda c: (c[0] < em_iters) & ~c[3], em_step, start)
     return weights, means + offset, covs
 
 
@@ -723,7 +736,8 @@ if __name__ == "__main__":
     )
     print(f"entropy-guided sampling: {args.num_candidates} candidates, target entropy {args.target_entropy}")
 
-    run_dir = args.resume or os.path.join("runs", f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    run_name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.normpath(args.resume) if args.resume else os.path.join("runs", run_name)
     print(f"run folder: {run_dir}")
     if args.track:
         import wandb
@@ -734,7 +748,7 @@ if __name__ == "__main__":
             sync_tensorboard=True,
             config=vars(args),
             name=os.path.basename(run_dir),
-            id=os.path.basename(run_dir),
+            id=os.path.basename(run_dir),  # a resumed run continues its wandb run
             resume="allow",
             save_code=True,
         )

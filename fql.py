@@ -552,7 +552,8 @@ if __name__ == "__main__":
     print(f"dataset: {dataset_size} transitions, obs dim {obs_dim}, action dim {action_dim}")
     args = dataclasses.replace(args, buffer_size=args.buffer_size or max(2_000_000, dataset_size + 1))
 
-    run_dir = args.resume or os.path.join("runs", f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    run_name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.normpath(args.resume) if args.resume else os.path.join("runs", run_name)
     print(f"run folder: {run_dir}")
     if args.track:
         import wandb
@@ -563,7 +564,7 @@ if __name__ == "__main__":
             sync_tensorboard=True,
             config=vars(args),
             name=os.path.basename(run_dir),
-            id=os.path.basename(run_dir),
+            id=os.path.basename(run_dir),  # a resumed run continues its wandb run
             resume="allow",
             save_code=True,
         )
