@@ -477,7 +477,8 @@ def read_checkpoint(run_dir: str) -> dict:
     try:
         with open(path, "rb") as f:
             checkpoint = flax.serialization.msgpack_restore(f.read())
-        return {k: checkpoint[k] for k in ("state", "keys", "step", "env_step", "buffer", "env_rng")}
+        content = ("state", "keys", "step", "env_step", "buffer", "env_rng")
+        return {k: checkpoint[k] for k in content}  # a KeyError if one is missing
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SystemExit(f"error: {path} is not a checkpoint of {SCRIPT} ({type(error).__name__}: {error})") from None
 
