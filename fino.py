@@ -1,14 +1,19 @@
 # FINO: Flow Matching with Injected Noise for Offline-to-Online RL (Shin, Chae, Park, Sung, ICLR 2026,
 # arXiv:2602.18117): FQL + noise injected into the BC flow's path + entropy-guided sampling online; docs: docs/fino.md
 import dataclasses
+import importlib.util
 import json
+import math
 import os
 import random
 import re
+import sys
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import flax
 import jax
@@ -22,13 +27,27 @@ from tqdm import tqdm
 
 from common_flow import CriticEnsemble, VectorField, euler_sample, flow_path, polyak_update
 
+# OGBench's environments declare float64 bounds; gymnasium warns about the cast (in raw colour codes) at every env made.
+warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32", category=UserWarning)
+SCRIPT = os.path.basename(__file__)
+
+
+def derived(metavar: str, default: str = "the paper's value for the task"):
+    """For a flag whose default is computed at start: --help shows how, instead of `(default: None)`."""
+    return tyro.conf.arg(metavar=metavar, help_behavior_hint=f"(default: {default})")
+
 
 @dataclass
 class Args:
+    """FINO on OGBench: FQL with noise injected into the BC flow, then online entropy-guided fine-tuning.
+
+    Metrics are logged against gradient steps offline, then offline_steps + environment steps online. A run stopped at
+    any point and continued with --resume gives the numbers of the uninterrupted run (on the same machine)."""
+
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     seed: int = 0
-    """seed of the experiment (Python, NumPy, JAX, environment resets)"""
+    """seed of the experiment (Python, NumPy, JAX, environment resets), in [0, 2^32)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
     wandb_project_name: str = "flow-rl"
@@ -39,6 +58,11 @@ class Args:
     """whether to save the parameters and the resolved Args into `runs/{run_name}`"""
     load_model: str | None = None
     """path of a saved `.flax` file: skip training, load it (with the args.json beside it) and evaluate it"""
+    checkpoint_every: int = 0
+    """write `checkpoint.msgpack` into the run folder every this many steps (online: at the end of the first episode
+    that ends at or after each multiple, so that no episode is cut); 0: never"""
+    resume: str | None = None
+    """a run folder to continue from its last checkpoint, with the arguments saved there (give no other flag)"""
 
     # Environment and data
     env_id: str = "cube-single"
@@ -48,19 +72,22 @@ class Args:
     success_timing: Literal["pre", "post"] = "post"
     """OGBench success/reward timing: 'post' (from s', as in ogbench 1.1.0 used by the paper) or 'pre' (from s)"""
     offline_steps: int = 1_000_000
-    """number of offline gradient steps"""
+    """number of offline gradient steps; 0: no offline phase"""
     online_steps: int = 500_000
-    """number of online environment steps after the offline phase (one gradient step each)"""
-    buffer_size: int = 1_500_000
-    """replay capacity in the online phase (at least the dataset size + 1; the dataset seeds the buffer)"""
+    """number of online environment steps after the offline phase (one gradient step each); 0: offline only"""
+    buffer_size: Annotated[int | None, derived("INT", "max(1500000, N + 1)")] = None
+    """replay capacity in the online phase, at least the dataset size N + 1 (the dataset seeds the buffer)"""
     eval_every: int = 50_000
     """evaluate every this many steps (gradient steps offline, env steps online), plus at the start and end"""
     eval_episodes: int = 50
-    """number of evaluation episodes"""
+    """number of evaluation episodes; 0: no evaluation"""
     num_eval_envs: int = 10
     """number of evaluation environments stepped in lockstep with one batched policy call per step"""
     log_every: int = 5_000
-    """log losses every this many steps; offline, this is also the number of gradient steps per jitted call"""
+    """log losses every this many steps"""
+    steps_per_call: int = 50
+    """offline gradient steps per compiled call; the progress bar moves once per call, and --log-every, --eval-every
+    and --checkpoint-every must be multiples of it"""
 
     # Algorithm specific arguments
     batch_size: int = 256
@@ -75,12 +102,12 @@ class Args:
     """LayerNorm after each hidden activation of the critics"""
     actor_layer_norm: bool = False
     """LayerNorm after each hidden activation of the policies"""
-    alpha: float | None = None
-    """distillation coefficient; default: the paper's value for the task (one value for both phases)"""
-    discount: float | None = None
-    """discount factor; default: the paper's value for the task"""
-    q_agg: Literal["mean", "min"] | None = None
-    """aggregation of the two critics in the TD target and in scoring candidates; default: the paper's value"""
+    alpha: Annotated[float | None, derived("FLOAT")] = None
+    """distillation coefficient (one value for both phases)"""
+    discount: Annotated[float | None, derived("FLOAT")] = None
+    """discount factor"""
+    q_agg: Annotated[Literal["mean", "min"] | None, derived("{mean,min}")] = None
+    """aggregation of the two critics in the TD target and in scoring candidates"""
     tau: float = 0.005
     """target network update rate"""
     flow_steps: int = 10
@@ -92,14 +119,14 @@ class Args:
     noise_schedule: Literal["code", "paper"] = "code"
     """'code': x_t + eta exp(10(t-1)) n, target x1 - x0 (official code); 'paper': x_t + sigma_t n with
     sigma_t^2 = eta t (2 - (2 - eta) t), target x1 - (1 - eta) x0"""
-    num_candidates: int | None = None
-    """N, one-step samples scored by the critics at each acting step; default: min(10, ceil(action_dim / 2))"""
+    num_candidates: Annotated[int | None, derived("INT", "min(10, ceil(action_dim / 2))")] = None
+    """N, one-step samples scored by the critics at each acting step"""
     beta_init: float = 10.0
     """initial inverse temperature beta of the softmax over the candidates' normalised Q"""
     beta_lr: float = 0.1
-    """step size of the update beta <- max(0, beta + beta_lr * (entropy - target_entropy))"""
-    target_entropy: float | None = None
-    """target entropy of the online behaviour policy; default: -action_dim"""
+    """step size of the update beta <- max(0, beta + beta_lr * (entropy - target_entropy)); 0 keeps beta fixed"""
+    target_entropy: Annotated[float | None, derived("FLOAT", "-action_dim")] = None
+    """target entropy of the online behaviour policy"""
     entropy_every: int = 50_000
     """estimate the behaviour policy's entropy and update beta every this many online steps"""
     entropy_states: int = 256
@@ -129,40 +156,157 @@ SHORT_ALIASES = {"antmaze": "antmaze-large", "humanoidmaze": "humanoidmaze-mediu
 
 
 def resolve_env_id(env_id: str) -> tuple[str, str, str]:
-    """Alias or full id -> (environment name in TASKS, full single-task OGBench id, dataset name)."""
+    """Alias or full id -> (environment name in TASKS, full single-task OGBench id, dataset name); ValueError if unknown."""
     full = re.fullmatch(r"(?P<name>[a-z0-9-]+?)-(?P<dtype>navigate|play)-singletask(-task(?P<task>[1-5]))?-v0", env_id)
     alias = re.fullmatch(r"(?P<name>[a-z0-9-]+?)(-task(?P<task>[1-5]))?", env_id)
     match = full or alias
     name = SHORT_ALIASES.get(match["name"], match["name"]) if match else None
     if name not in TASKS or (full and full["dtype"] != TASKS[name][0]):
         accepted = ", ".join(list(TASKS) + list(SHORT_ALIASES))
-        raise SystemExit(
-            f"error: unknown --env-id '{env_id}'. Accepted: {accepted}; optionally with '-taskN' (N in 1..5), "
-            "or a full id such as cube-single-play-singletask-task2-v0."
+        raise ValueError(
+            f"unknown environment; give one of {accepted}, optionally with -taskN (N in 1..5), "
+            "or a full id such as cube-single-play-singletask-task2-v0"
         )
     dataset_type, default_task = TASKS[name][:2]
     task = int(match["task"] or default_task)
     return name, f"{name}-{dataset_type}-singletask-task{task}-v0", f"{name}-{dataset_type}-v0"
 
 
-def load_data(env_id: str, dataset_name: str, dataset_dir: str, success_timing: str):
-    """Make the training env and load the OGBench dataset (rewards relabelled for the task), with clear errors."""
-    train_path = os.path.join(os.path.expanduser(dataset_dir), f"{dataset_name}.npz")
-    for path in (train_path, train_path.replace(".npz", "-val.npz")):
-        if not os.path.exists(path):
-            raise SystemExit(
-                f"error: dataset file not found: {path}\n"
-                f"Download it with `python -c \"import ogbench; ogbench.download_datasets(['{dataset_name}'])\"` "
-                f"or regenerate it offline with:\n"
-                f"  python benchmark/make_dataset.py --dataset {dataset_name} --out-dir {dataset_dir}"
-            )
+def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2."""
+    shown = "" if value is None else f" {value}"
+    print(f"error: --{flag}{shown}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(args: Args) -> None:
+    """Every flag, before anything slow (files are checked where they are read)."""
+    if not args.exp_name or "/" in args.exp_name:
+        fail("exp-name", repr(args.exp_name), "must be a non-empty name without '/'; it names the run folder")
+    if not 0 <= args.seed < 2**32:
+        fail("seed", args.seed, "must be in [0, 2^32); give a non-negative integer")
+    if args.track and importlib.util.find_spec("wandb") is None:
+        fail("track", None, "wandb is not installed; install it (pip install wandb) or leave out --track")
+    try:
+        resolve_env_id(args.env_id)
+    except ValueError as error:
+        fail("env-id", args.env_id, str(error))
+    for flag in ("offline_steps", "online_steps", "eval_episodes", "checkpoint_every"):  # 0 means "off" for these
+        if (value := getattr(args, flag)) < 0:
+            fail(flag.replace("_", "-"), value, "must not be negative; give 0 (off) or more")
+    positive = ("buffer_size", "eval_every", "num_eval_envs", "log_every", "steps_per_call", "batch_size", "flow_steps")
+    for flag in positive:
+        if (value := getattr(args, flag)) is not None and value < 1:
+            fail(flag.replace("_", "-"), value, "must be positive; give an integer >= 1")
+    if args.offline_steps == args.online_steps == 0 and args.load_model is None:
+        fail("offline-steps", 0, "with --online-steps 0 there is nothing to train; give a positive number of steps")
+    if args.load_model is not None and args.eval_episodes == 0:
+        fail("eval-episodes", 0, "--load-model only evaluates; give at least 1 episode")
+    for flag in ("log_every", "eval_every", "checkpoint_every"):  # offline boundaries fall between compiled calls
+        if args.offline_steps > 0 and (value := getattr(args, flag)) % args.steps_per_call:
+            why = f"must be a multiple of --steps-per-call {args.steps_per_call}; give one, or change --steps-per-call"
+            fail(flag.replace("_", "-"), value, why)
+    for flag in ("actor_hidden_dims", "value_hidden_dims"):
+        if not (dims := getattr(args, flag)) or min(dims) < 1:
+            shown = " ".join(map(str, dims)) or "(none)"
+            fail(flag.replace("_", "-"), shown, "must be one or more positive layer sizes; give e.g. 512 512 512 512")
+    if not 0 < args.learning_rate < math.inf:
+        fail("learning-rate", args.learning_rate, "must be a positive number; give e.g. 3e-4")
+    if args.alpha is not None and not 0 <= args.alpha < math.inf:
+        fail("alpha", args.alpha, "must be a finite number >= 0; give e.g. 300, or leave it out for the paper's value")
+    if args.discount is not None and not 0 <= args.discount <= 1:
+        fail("discount", args.discount, "must be in [0, 1]; give e.g. 0.99, or leave it out for the paper's value")
+    if not 0 < args.tau <= 1:
+        fail("tau", args.tau, "must be in (0, 1]; give e.g. 0.005")
+    if not 0 <= args.noise_scale <= (1 if args.noise_schedule == "paper" else math.inf):
+        fail("noise-scale", args.noise_scale, "must be >= 0 (0: FQL's path), and at most 1 with the paper's schedule")
+    for flag in ("num_candidates", "entropy_every", "entropy_states", "gmm_components"):
+        if (value := getattr(args, flag)) is not None and value < 1:
+            fail(flag.replace("_", "-"), value, "must be positive; give an integer >= 1")
+    if args.entropy_samples < max(args.gmm_components, 2):
+        why = f"must be at least 2 and --gmm-components ({args.gmm_components}) to fit the mixture; give more"
+        fail("entropy-samples", args.entropy_samples, why)
+    for flag in ("beta_init", "beta_lr"):
+        if not 0 <= (value := getattr(args, flag)) < math.inf:
+            fail(flag.replace("_", "-"), value, "must be a finite number >= 0")
+    if args.target_entropy is not None and not math.isfinite(args.target_entropy):
+        fail("target-entropy", args.target_entropy, "must be finite; give e.g. -5, or leave it out for -action_dim")
+
+
+def read_args_json(path: str, how_to_make: str) -> Args:
+    """The Args saved in `path` (the args.json of a run or of a saved model), with a clean error if it cannot be."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found\n  {how_to_make}") from None
+    except (OSError, ValueError, TypeError) as error:  # unreadable, not JSON, or the arguments of another script
+        raise SystemExit(f"error: {path} is not the args.json of a {SCRIPT} run ({error})\n  {how_to_make}") from None
+
+
+def dataset_error(path: str, problem: str, dataset_name: str, dataset_dir: str) -> SystemExit:
+    """A missing or broken dataset file: what is wrong with it, then the commands that make a good one."""
+    download = (
+        f"python -c \"import ogbench; ogbench.download_datasets(['{dataset_name}'], dataset_dir='{dataset_dir}')\""
+    )
+    if os.path.exists(path):
+        download = f"rm {path} && {download}"  # the download skips files that exist
+    lines = [f"error: dataset file {path} {problem}."]
+    if not dataset_name.startswith(("humanoidmaze", "antsoccer")):  # benchmark/make_dataset.py makes the others
+        lines += [
+            "Make it on this machine with:",
+            f"  python benchmark/make_dataset.py --dataset {dataset_name} --out-dir {dataset_dir}",
+        ]
+    lines += ["Or download the published file (needs internet):", f"  {download}"]
+    return SystemExit("\n".join(lines))
+
+
+def npz_problem(path: str, keys: set, read_all: bool = False) -> str | None:
+    """What is wrong with an OGBench .npz file (None if nothing): not a zip, missing keys, or (`read_all`: after reading
+    every array) unreadable arrays or arrays of different lengths."""
+    if not zipfile.is_zipfile(path):
+        return "is truncated or not an .npz file"
+    try:
         with np.load(path) as file:
-            required = {"observations", "actions", "terminals", "qpos", "qvel"}
-            if dataset_name.startswith(("scene", "puzzle")):
-                required.add("button_states")
-            if missing := required - set(file.files):
-                raise SystemExit(f"error: dataset file {path} lacks the keys {sorted(missing)}")
-    env, train, val = ogbench.make_env_and_datasets(env_id, dataset_path=train_path, success_timing=success_timing)
+            if missing := keys - set(file.files):
+                return f"lacks the keys {sorted(missing)}"
+            lengths = {k: len(file[k]) for k in sorted(keys)} if read_all else {}
+    except Exception as error:  # numpy raises many kinds on a corrupt array: BadZipFile, zlib.error, ValueError, ...
+        return f"cannot be read ({type(error).__name__}: {error})"
+    if len(set(lengths.values())) > 1:
+        return f"holds arrays of different lengths {lengths}"
+    return None
+
+
+def load_data(env_id: str, dataset_name: str, dataset_dir: str, success_timing: str):
+    """Make the training env and load the OGBench dataset (rewards relabelled for the task) and its validation split;
+    a missing or broken file stops the run with what is wrong and how to make a good one."""
+    train_path = os.path.join(os.path.expanduser(dataset_dir), f"{dataset_name}.npz")
+    paths = (train_path, train_path.replace(".npz", "-val.npz"))
+    keys = {"observations", "actions", "terminals", "qpos", "qvel"}
+    if dataset_name.startswith(("scene", "puzzle")):
+        keys.add("button_states")
+    for path in paths:
+        problem = "not found" if not os.path.exists(path) else npz_problem(path, keys)
+        if problem:
+            raise dataset_error(path, problem, dataset_name, dataset_dir)
+    env = ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=success_timing)
+    try:
+        train, val = ogbench.make_env_and_datasets(env_id, dataset_path=train_path, dataset_only=True, cur_env=env)
+    except Exception:
+        for path in paths:  # name the broken file; anything else is a bug worth its traceback
+            if problem := npz_problem(path, keys, read_all=True):
+                raise dataset_error(path, problem, dataset_name, dataset_dir) from None
+        raise
+    shapes = {"observations": env.observation_space.shape, "actions": env.action_space.shape}
+    for path, dataset in zip(paths, (train, val), strict=True):
+        for k, shape in shapes.items():
+            if dataset[k].shape[1:] != shape:
+                problem = f"holds {k} of shape {dataset[k].shape[1:]} per step where {env_id} has {shape}"
+                raise dataset_error(path, problem, dataset_name, dataset_dir)
+            if not np.isfinite(dataset[k]).all():
+                raise dataset_error(path, f"holds NaN or infinite {k}", dataset_name, dataset_dir)
     # Keep actions strictly inside (-1, 1), as the official code does.
     for dataset in (train, val):
         dataset["actions"] = np.clip(dataset["actions"], -1 + 1e-5, 1 - 1e-5)
@@ -322,18 +466,16 @@ def update(state: TrainState, batch, key, nets: Networks, tx, args: Args):
     return TrainState(params, target_critic, opt_state), info
 
 
-def train_chunk(state, data, data_size, key, num_steps: int, nets: Networks, tx, args: Args):
-    """`num_steps` gradient steps in one compiled call; batches are drawn uniformly from data[:data_size]."""
+def train_chunk(state, data, data_size, key, first_step, num_steps: int, nets: Networks, tx, args: Args):
+    """Gradient steps first_step, ..., first_step + num_steps - 1 in one compiled call; step i draws its batch (uniform
+    over data[:data_size]) and noise from fold_in(key, i), so the numbers do not depend on how steps are grouped."""
 
-    def step(carry, _):
-        state, key = carry
-        key, batch_key, update_key = jax.random.split(key, 3)
+    def step(state, i):
+        batch_key, update_key = jax.random.split(jax.random.fold_in(key, i))
         idx = jax.random.randint(batch_key, (args.batch_size,), 0, data_size)
-        state, info = update(state, jax.tree.map(lambda x: x[idx], data), update_key, nets, tx, args)
-        return (state, key), info
+        return update(state, jax.tree.map(lambda x: x[idx], data), update_key, nets, tx, args)
 
-    (state, key), infos = jax.lax.scan(step, (state, key), length=num_steps)
-    return state, key, infos  # infos: one value per step, to log and to find the step of a NaN
+    return jax.lax.scan(step, state, first_step + jnp.arange(num_steps))  # infos: one value per step
 
 
 def add_transition(data, transition, index):
@@ -349,10 +491,12 @@ def validation_losses(state, val_data, key, nets: Networks, args: Args):
 
 
 # ALGO LOGIC: entropy of the behaviour policy (Gaussian-mixture EM) and the temperature update
-def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int = 20, reg_covar: float = 1e-6):
-    """Fit a full-covariance Gaussian mixture to samples x of shape (n, d) by EM from a k-means++ / Lloyd start
-    (scikit-learn's recipe, with fixed iteration counts so that it jits and vmaps). Returns weights (K,), means
-    (K, d), covariances (K, d, d); reg_covar * I is added to each covariance."""
+def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int = 300, reg_covar: float = 1e-6):
+    """Fit a full-covariance Gaussian mixture to samples x of shape (n, d) as scikit-learn's GaussianMixture does by
+    default: greedy k-means++, Lloyd until the centres move less than 1e-4 x the mean variance (or `kmeans_iters`
+    steps), then EM until the mean log-likelihood changes by less than 1e-3 (or `em_iters` steps). The loops are
+    `while_loop`s, so that it jits and vmaps. Returns weights (K,), means (K, d), covariances (K, d, d);
+    reg_covar * I is added to each covariance."""
     n, d = x.shape
     offset = x.mean(axis=0)
     x = x - offset  # centring changes no covariance and keeps float32 accurate
@@ -360,19 +504,27 @@ def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int 
     def sq_distances(centers):  # (n, K)
         return jnp.sum((x[:, None, :] - centers[None]) ** 2, axis=-1)
 
-    # k-means++: the first centre uniformly, each next one with probability proportional to its squared distance.
+    # Greedy k-means++ (scikit-learn's): the first centre uniformly; each next one is, of 2 + floor(log K) candidates
+    # drawn with probability proportional to the squared distance to the nearest centre, the one that leaves the
+    # smallest potential sum_i min_c ||x_i - c||^2.
+    num_trials = 2 + int(np.log(num_components))
     first_key, *center_keys = jax.random.split(key, num_components)
     centers = x[jax.random.randint(first_key, (1,), 0, n)]
+    closest = sq_distances(centers)[:, 0]  # (n,) squared distance to the nearest centre
     for center_key in center_keys:
-        new = jax.random.categorical(center_key, jnp.log(sq_distances(centers).min(axis=1)))
-        centers = jnp.concatenate([centers, x[new][None]])
+        candidates = jax.random.categorical(center_key, jnp.log(closest), shape=(num_trials,))
+        distances = jnp.minimum(closest, jnp.sum((x[None] - x[candidates][:, None]) ** 2, axis=-1))  # (trials, n)
+        best = jnp.argmin(distances.sum(axis=1))
+        centers, closest = jnp.concatenate([centers, x[candidates[best]][None]]), distances[best]
 
-    def lloyd_step(_, centers):
+    def lloyd_step(carry):  # (iteration, centres, converged)
+        i, centers, _ = carry
         one_hot = jax.nn.one_hot(jnp.argmin(sq_distances(centers), axis=1), num_components)
         counts = one_hot.sum(axis=0)[:, None]
-        return jnp.where(counts > 0, one_hot.T @ x / jnp.maximum(counts, 1.0), centers)
+        new = jnp.where(counts > 0, one_hot.T @ x / jnp.maximum(counts, 1.0), centers)
+        return i + 1, new, jnp.sum((new - centers) ** 2) <= 1e-4 * x.var(axis=0).mean()
 
-    centers = jax.lax.fori_loop(0, kmeans_iters, lloyd_step, centers)
+    _, centers, _ = jax.lax.while_loop(lambda c: (c[0] < kmeans_iters) & ~c[2], lloyd_step, (0, centers, False))
 
     def m_step(resp):  # resp: (n, K) responsibilities
         counts = resp.sum(axis=0) + 10 * jnp.finfo(x.dtype).eps
@@ -381,16 +533,19 @@ def fit_gmm(x, key, num_components: int, em_iters: int = 100, kmeans_iters: int 
         covs = jnp.einsum("nk,kni,knj->kij", resp, diff, diff) / counts[:, None, None] + reg_covar * jnp.eye(d)
         return counts / n, means, covs
 
-    def em_step(_, gmm):
-        weights, means, covs = gmm
+    def em_step(carry):  # (iteration, mixture, mean log-likelihood of the last E-step, converged)
+        i, (weights, means, covs), previous, _ = carry
         chol = jnp.linalg.cholesky(covs)
         z = jax.scipy.linalg.solve_triangular(chol, (x[None] - means[:, None]).swapaxes(1, 2), lower=True)
         log_det = 2.0 * jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)).sum(axis=-1)
         log_p = jnp.log(weights)[:, None] - 0.5 * ((z**2).sum(axis=1) + log_det[:, None] + d * jnp.log(2 * jnp.pi))
-        return m_step(jax.nn.softmax(log_p, axis=0).T)  # E-step: posterior of each component, then M-step
+        log_likelihood = jax.nn.logsumexp(log_p, axis=0).mean()
+        gmm = m_step(jax.nn.softmax(log_p, axis=0).T)  # E-step: posterior of each component, then M-step
+        return i + 1, gmm, log_likelihood, jnp.abs(log_likelihood - previous) < 1e-3
 
     gmm = m_step(jax.nn.one_hot(jnp.argmin(sq_distances(centers), axis=1), num_components))
-    weights, means, covs = jax.lax.fori_loop(0, em_iters, em_step, gmm)
+    start = (0, gmm, jnp.array(-jnp.inf, x.dtype), False)
+    _, (weights, means, covs), _, _ = jax.lax.while_loop(lambda c: (c[0] < em_iters) & ~c[3], em_step, start)
     return weights, means + offset, covs
 
 
@@ -447,37 +602,91 @@ def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
     return {"success": np.mean(successes), "episodic_return": np.mean(returns), "episodic_length": np.mean(lengths)}
 
 
-def save_model(run_dir: str, exp_name: str, state: TrainState, beta: float, args: Args) -> str:
-    """Write the parameters and beta (flax serialization, atomically) and the resolved Args beside them."""
-    path = os.path.join(run_dir, f"{exp_name}.flax")
+def write_atomically(path: str, content: bytes) -> None:
+    """Write `path.tmp`, then rename it: an interrupted write never leaves a half-written file under `path`."""
     with open(path + ".tmp", "wb") as f:
-        saved = {"params": state.params, "target_critic": state.target_critic, "beta": np.float32(beta)}
-        f.write(flax.serialization.to_bytes(saved))
+        f.write(content)
     os.replace(path + ".tmp", path)
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
+
+
+def save_model(run_dir: str, exp_name: str, state: TrainState, beta: float, args: Args) -> str:
+    """Write the parameters and beta (flax serialization) and the resolved Args beside them, atomically."""
+    path = os.path.join(run_dir, f"{exp_name}.flax")
+    saved = {"params": state.params, "target_critic": state.target_critic, "beta": np.float32(beta)}
+    write_atomically(path, flax.serialization.to_bytes(saved))
+    write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
     return path
 
 
 def load_model(path: str, obs_dim: int, action_dim: int) -> tuple[Args, Networks, dict, float]:
     """Inverse of `save_model`: the saved Args (for the architecture), the parameters and beta."""
-    with open(os.path.join(os.path.dirname(path), "args.json")) as f:
-        saved = json.load(f)
-    saved_args = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    how_to_make = f"python {SCRIPT} --save-model ... writes runs/<run>/<exp_name>.flax and args.json beside it"
+    saved_args = read_args_json(os.path.join(os.path.dirname(path), "args.json"), how_to_make)
     nets, tx = make_networks(saved_args, action_dim)
-    template = init_train_state(jax.random.PRNGKey(0), nets, tx, obs_dim, action_dim)
-    with open(path, "rb") as f:
-        restored = flax.serialization.from_bytes(
-            {"params": template.params, "target_critic": template.params["critic"], "beta": np.float32(0)}, f.read()
-        )
+    params = jax.eval_shape(lambda: init_train_state(jax.random.PRNGKey(0), nets, tx, obs_dim, action_dim).params)
+    template = {"params": params, "target_critic": params["critic"], "beta": np.float32(0)}
+    try:
+        with open(path, "rb") as f:
+            restored = flax.serialization.from_bytes(template, f.read())
+        if jax.tree.map(np.shape, restored) != jax.tree.map(np.shape, template):
+            raise ValueError("its arrays do not have the shapes of the networks in args.json")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"error: {path} is not a model saved by {SCRIPT} ({error})\n  {how_to_make}") from None
     return saved_args, nets, restored["params"], float(restored["beta"])
+
+
+def save_checkpoint(run_dir: str, checkpoint: dict) -> None:
+    """Everything needed to continue the run, in `checkpoint.msgpack` (flax serialization), written atomically."""
+    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(checkpoint))
+
+
+def read_checkpoint(run_dir: str) -> dict:
+    """The raw content of `run_dir/checkpoint.msgpack`; `restore` fits it to the run's templates."""
+    path = os.path.join(run_dir, "checkpoint.msgpack")
+    if not os.path.isfile(path):
+        raise SystemExit(
+            f"error: {path} not found: the run stopped before its first checkpoint or ran without --checkpoint-every."
+            f"\n  Start it again: python {SCRIPT} <the same flags> --checkpoint-every N"
+        )
+    try:
+        with open(path, "rb") as f:
+            checkpoint = flax.serialization.msgpack_restore(f.read())
+        content = ("state", "keys", "step", "env_step", "buffer", "env_rng", "beta", "q_spread_sum")
+        return {k: checkpoint[k] for k in content}  # a KeyError if one is missing
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"error: {path} is not a checkpoint of {SCRIPT} ({type(error).__name__}: {error})") from None
+
+
+def restore(template, saved, path: str):
+    """`saved` (a state dict from a checkpoint) in the structure of `template`, checked leaf by leaf for shape."""
+    try:
+        restored = flax.serialization.from_state_dict(template, saved)
+        if jax.tree.map(np.shape, restored) != jax.tree.map(np.shape, template):
+            raise ValueError("its arrays do not have the shapes of the run's networks")
+    except (ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"error: {path} does not match the run's arguments ({error})") from None
+    return jax.device_put(restored)
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    if args.resume is not None:  # the run's saved arguments, only --resume from the command line
+        if dataclasses.replace(args, resume=None) != Args():
+            fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
+        how_to_make = f"python {SCRIPT} ... --checkpoint-every N writes checkpoints into its run folder, runs/<run>"
+        saved = read_args_json(os.path.join(args.resume, "args.json"), how_to_make)
+        args = dataclasses.replace(saved, resume=args.resume)
+    check_args(args)
     if args.load_model:  # evaluate a saved model on its own task
-        with open(os.path.join(os.path.dirname(args.load_model), "args.json")) as f:
-            args = dataclasses.replace(args, env_id=json.load(f)["env_id"])
+        if not os.path.isfile(args.load_model):
+            raise SystemExit(
+                f"error: saved model {args.load_model} not found\n"
+                f"  python {SCRIPT} --save-model ... writes runs/<run>/<exp_name>.flax"
+            )
+        how_to_make = f"python {SCRIPT} --save-model ... writes args.json beside the model"
+        model_args = read_args_json(os.path.join(os.path.dirname(args.load_model), "args.json"), how_to_make)
+        args = dataclasses.replace(args, env_id=model_args.env_id)
+    checkpoint = read_checkpoint(args.resume) if args.resume else None
     name, env_id, dataset_name = resolve_env_id(args.env_id)
     online = args.online_steps > 0
     _, _, alpha, discount, q_agg = TASKS[name]
@@ -494,37 +703,41 @@ if __name__ == "__main__":
     random.seed(args.seed)
     np.random.seed(args.seed)
     key = jax.random.PRNGKey(args.seed)
-    key, init_key, eval_key = jax.random.split(key, 3)
+    init_key, *run_keys = jax.random.split(key, 5)
+    keys = dict(zip(("train", "val", "online", "eval"), run_keys, strict=True))  # each step folds its index in
 
-    if not args.load_model:  # check the dataset first: a missing or broken file fails before anything slow
+    if not args.load_model:  # the dataset first: a missing or broken file fails before anything slow
         env, train_data, val_data = load_data(env_id, dataset_name, args.dataset_dir, args.success_timing)
-    eval_envs = [  # reused by every evaluation
+        dataset_size = train_data["observations"].shape[0]
+        if args.buffer_size is not None and args.buffer_size < dataset_size + 1:
+            fail("buffer-size", args.buffer_size, f"must hold the dataset ({dataset_size} transitions) + 1; give more")
+    eval_envs = [  # reused by every evaluation; none with --eval-episodes 0
         ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=args.success_timing)
         for _ in range(min(args.num_eval_envs, args.eval_episodes))
     ]
-    obs_dim = eval_envs[0].observation_space.shape[0]
-    action_dim = eval_envs[0].action_space.shape[0]
-    args = dataclasses.replace(
-        args,
-        num_candidates=args.num_candidates or min(10, (action_dim + 1) // 2),
-        target_entropy=args.target_entropy if args.target_entropy is not None else -float(action_dim),
-    )
-    print(f"entropy-guided sampling: {args.num_candidates} candidates, target entropy {args.target_entropy}")
-
     if args.load_model:
+        obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
         saved_args, nets, params, beta = load_model(args.load_model, obs_dim, action_dim)
         policy = jax.jit(lambda p, o, k: select_actions(nets, p, o, k, 0.0, saved_args, greedy=True)[0])
-        result = evaluate(eval_envs, policy, params, eval_key, args.eval_episodes, seed=10**6 * (args.seed + 1))
+        result = evaluate(eval_envs, policy, params, keys["eval"], args.eval_episodes, seed=10**6 * (args.seed + 1))
         print(
             f"{env_id}: success {result['success']:.3f}, return {result['episodic_return']:.1f} (saved beta {beta:.3f})"
         )
         raise SystemExit(0)
 
-    dataset_size = train_data["observations"].shape[0]
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     print(f"dataset: {dataset_size} transitions, obs dim {obs_dim}, action dim {action_dim}")
+    args = dataclasses.replace(
+        args,
+        buffer_size=args.buffer_size or max(1_500_000, dataset_size + 1),
+        num_candidates=args.num_candidates or min(10, (action_dim + 1) // 2),
+        target_entropy=args.target_entropy if args.target_entropy is not None else -float(action_dim),
+    )
+    print(f"entropy-guided sampling: {args.num_candidates} candidates, target entropy {args.target_entropy}")
 
     run_name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
+    run_dir = os.path.normpath(args.resume) if args.resume else os.path.join("runs", run_name)
+    print(f"run folder: {run_dir}")
     if args.track:
         import wandb
 
@@ -533,30 +746,49 @@ if __name__ == "__main__":
             entity=args.wandb_entity,
             sync_tensorboard=True,
             config=vars(args),
-            name=run_name,
+            name=os.path.basename(run_dir),
+            id=os.path.basename(run_dir),  # a resumed run continues its wandb run
+            resume="allow",
             save_code=True,
         )
-    writer = SummaryWriter(run_dir)
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
-    )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
 
     # ALGO LOGIC: initialise networks; the dataset lives on the device (it seeds the replay buffer when online)
     nets, tx = make_networks(args, action_dim)
-    state = init_train_state(init_key, nets, tx, obs_dim, action_dim)
+    state = jax.jit(lambda key: init_train_state(key, nets, tx, obs_dim, action_dim))(init_key)
+    step, env_step = 0, 0  # offline gradient steps and online environment steps done
+    beta, q_spread_sum = args.beta_init, 0.0  # the softmax's inverse temperature; candidate spreads since the last log
+    if checkpoint is not None:  # continue where the checkpoint was written
+        path = os.path.join(run_dir, "checkpoint.msgpack")
+        restored = restore({"state": state, "keys": keys}, {k: checkpoint[k] for k in ("state", "keys")}, path)
+        state, keys = restored["state"], restored["keys"]
+        step, env_step = checkpoint["step"], checkpoint["env_step"]
+        beta, q_spread_sum = checkpoint["beta"], checkpoint["q_spread_sum"]
+        print(f"resuming from the checkpoint at step {step + env_step}")
+    capacity = args.buffer_size
     if online:
-        capacity = max(args.buffer_size, dataset_size + 1)
         data = {}
         for k, v in train_data.items():  # filled on the host, so that the device holds one copy of the buffer
             data[k] = np.zeros((capacity, *v.shape[1:]), np.float32)
             data[k][:dataset_size] = v
+            if env_step > 0:  # the checkpointed buffer: dataset and online transitions, in place
+                data[k][: len(checkpoint["buffer"][k])] = checkpoint["buffer"][k]
         data = jax.device_put(data)
     else:
         data = jax.device_put(train_data)
     val_data = jax.device_put(val_data)
+
+    def open_writer(purge_step: int | None = None) -> SummaryWriter:
+        """A new event file in the run folder; a resumed run first hides what the interrupted one logged after its
+        checkpoint (TensorBoard's purge). The suffix keeps the files of one second apart and in order."""
+        return SummaryWriter(run_dir, purge_step=purge_step, filename_suffix=f".{time.time_ns()}")
+
+    writer = open_writer(purge_step=step + env_step + 1 if checkpoint else None)
+    if checkpoint is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+        )
+        write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
 
     chunk_fn = jax.jit(partial(train_chunk, nets=nets, tx=tx, args=args), static_argnames="num_steps")
     add_transition_fn = jax.jit(add_transition, donate_argnums=0)  # kept apart from the update so XLA never copies
@@ -567,7 +799,6 @@ if __name__ == "__main__":
         lambda params, obs, key, beta: select_actions(nets, params, obs, key, beta, args, greedy=False)
     )
     entropy_fn = jax.jit(partial(estimate_entropy, nets=nets, args=args))
-    beta = args.beta_init
 
     def log_losses(info: dict, val_info: dict, step: int):
         for k, v in info.items():
@@ -575,7 +806,7 @@ if __name__ == "__main__":
         writer.add_scalar("losses/val_total_loss", float(val_info["total_loss"]), step)
 
     def run_evaluation(step: int) -> dict:
-        noise_key, reset_seed = jax.random.fold_in(eval_key, step), 10**6 * (args.seed + 1) + step  # fresh each time
+        noise_key, reset_seed = jax.random.fold_in(keys["eval"], step), 10**6 * (args.seed + 1) + step  # fresh ones
         result = evaluate(eval_envs, policy, state.params, noise_key, args.eval_episodes, reset_seed)
         for k, v in result.items():
             writer.add_scalar(f"eval/{k}", v, step)
@@ -584,45 +815,83 @@ if __name__ == "__main__":
 
     def stop_on_nan(losses: np.ndarray, first_step: int, last_good: TrainState):
         bad_step = first_step + int(np.argmax(~np.isfinite(losses)))
-        message = f"error: the loss became NaN or infinite at step {bad_step}."
-        if args.save_model:
-            message += f" Parameters from step {first_step - 1} saved to {save_model(run_dir, args.exp_name, last_good, beta, args)}."
+        path = save_model(run_dir, args.exp_name, last_good, beta, args)
+        progress.close()  # the message goes on a line of its own, below the bar
         writer.close()
-        raise SystemExit(message)
-
-    start_time = time.time()
-    eval_result = run_evaluation(0)
-    progress = tqdm(total=args.offline_steps + args.online_steps, desc="offline", smoothing=0.1)
-
-    # Offline phase: chunks of gradient steps that end on every log and eval boundary.
-    step = 0
-    while step < args.offline_steps:
-        num_steps = min(
-            args.log_every - step % args.log_every, args.eval_every - step % args.eval_every, args.offline_steps - step
+        raise SystemExit(
+            f"error: the loss became NaN or infinite at step {bad_step} (parameters of step {first_step - 1} saved to "
+            f"{path})"
         )
-        chunk_start = time.time()
-        key, chunk_key, val_key = jax.random.split(key, 3)
-        new_state, key, infos = chunk_fn(state, data, dataset_size, chunk_key, num_steps=num_steps)
+
+    def read_chunk(first_step: int, infos: dict, val_info: dict | None, state_before: TrainState):
+        """Host side of a compiled call (NaN check, progress bar, loss logs), done while the next call computes."""
         infos = jax.device_get(infos)
         if not np.isfinite(infos["total_loss"]).all():
-            stop_on_nan(infos["total_loss"], step + 1, state)
-        state, step = new_state, step + num_steps
+            stop_on_nan(infos["total_loss"], first_step + 1, state_before)
+        num_steps = len(infos["total_loss"])
         progress.update(num_steps)
-        if step % args.log_every == 0 or step == args.offline_steps:
-            log_losses({k: v[-1] for k, v in infos.items()}, val_fn(state, val_data, val_key), step)
-            writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), step)
-        if step % args.eval_every == 0 or step == args.offline_steps:
-            eval_result = run_evaluation(step)
-    offline_time = time.time() - start_time
+        if val_info is not None:
+            log_losses({k: v[-1] for k, v in infos.items()}, val_info, first_step + num_steps)
+            sps = (first_step + num_steps - start_step) / (time.time() - start_time)
+            writer.add_scalar("charts/SPS", sps, first_step + num_steps)
+
+    def checkpoint_due(global_step: int) -> bool:
+        """A multiple of --checkpoint-every was passed since the last checkpoint (none at the very end)."""
+        every = args.checkpoint_every
+        return every > 0 and global_step < total_steps and global_step // every > last_checkpoint // every
+
+    def write_checkpoint():
+        stored = min(dataset_size + env_step, capacity)
+        buffer = jax.device_get(jax.tree.map(lambda x: x[:stored], data)) if env_step > 0 else {}
+        env_rng = json.dumps(env.unwrapped.np_random.bit_generator.state)  # what the next reset will draw from
+        content = {"state": state, "keys": keys, "step": step, "env_step": env_step, "env_rng": env_rng}
+        content.update(beta=beta, q_spread_sum=q_spread_sum)
+        save_checkpoint(run_dir, dict(content, buffer=buffer))
+
+    total_steps = args.offline_steps + args.online_steps
+    start_step = last_checkpoint = step + env_step
+    start_time = time.time()
+    eval_result = run_evaluation(0) if args.eval_episodes and checkpoint is None else None
+    progress = tqdm(total=total_steps, initial=start_step, desc="offline" if step < args.offline_steps else "online")
+
+    # Offline phase: compiled calls of --steps-per-call gradient steps; the host reads the results of one call (NaN
+    # check, bar, logs) while the next one computes, and waits for it only to evaluate or write a checkpoint.
+    pending = None  # (first step, infos, validation infos or None, state before the call) of the last call
+    while step < args.offline_steps:
+        num_steps = min(args.steps_per_call, args.offline_steps - step)
+        new_state, infos = chunk_fn(state, data, dataset_size, keys["train"], step, num_steps=num_steps)
+        end = step + num_steps
+        log_now = end % args.log_every == 0 or end == args.offline_steps
+        val_info = val_fn(new_state, val_data, jax.random.fold_in(keys["val"], end)) if log_now else None
+        if pending is not None:
+            read_chunk(*pending)
+        pending, state, step = (step, infos, val_info, state), new_state, end
+        eval_now = args.eval_episodes > 0 and (step % args.eval_every == 0 or step == args.offline_steps)
+        if eval_now or checkpoint_due(step) or step == args.offline_steps:
+            read_chunk(*pending)
+            pending = None
+            if eval_now:
+                eval_result = run_evaluation(step)
+            if checkpoint_due(step):
+                writer.close()  # every event up to this step on disk before the checkpoint says the run got here
+                write_checkpoint()
+                writer, last_checkpoint = open_writer(), step
 
     # Online phase: one environment step with entropy-guided sampling, then one gradient step on the growing buffer.
-    progress.set_description("online")
-    obs, _ = env.reset(seed=args.seed)
-    episode_return, episode_length, q_spread_sum = 0.0, 0, 0.0
     if online:
-        writer.add_scalar("charts/beta", beta, args.offline_steps)
-    for env_step in range(1, args.online_steps + 1):
-        key, action_key, update_key, val_key, entropy_key = jax.random.split(key, 5)
+        progress.set_description("online")
+        if env_step == 0:
+            obs, _ = env.reset(seed=args.seed)
+            writer.add_scalar("charts/beta", beta, args.offline_steps)
+        else:  # resumed at the end of an episode: the next reset draws what the interrupted run's reset drew
+            env.unwrapped.np_random.bit_generator.state = json.loads(checkpoint["env_rng"])
+            obs, _ = env.reset()
+    episode_return, episode_length = 0.0, 0
+    online_start_step, online_start_time = env_step, time.time()
+    while env_step < args.online_steps:
+        env_step += 1
+        global_step = args.offline_steps + env_step
+        action_key, entropy_key = jax.random.split(jax.random.fold_in(keys["online"], env_step))
         action, q_spread = jax.device_get(explore_fn(state.params, obs[None], action_key, beta))
         action, q_spread_sum = action[0], q_spread_sum + float(q_spread[0])
         next_obs, reward, terminated, truncated, info = env.step(action)
@@ -636,28 +905,25 @@ if __name__ == "__main__":
         index = (dataset_size + env_step - 1) % capacity  # circular: the oldest entries are overwritten first
         size = min(dataset_size + env_step, capacity)
         data = add_transition_fn(data, transition, index)
-        new_state, _, infos = chunk_fn(state, data, size, update_key, num_steps=1)
+        new_state, infos = chunk_fn(state, data, size, keys["train"], global_step - 1, num_steps=1)
         if not np.isfinite(float(infos["total_loss"][0])):
-            stop_on_nan(np.asarray(infos["total_loss"]), args.offline_steps + env_step, state)
+            stop_on_nan(np.asarray(infos["total_loss"]), global_step, state)
         state = new_state
         episode_return, episode_length = episode_return + reward, episode_length + 1
         obs = next_obs
-        global_step = args.offline_steps + env_step
         if terminated or truncated:
             writer.add_scalar("charts/episodic_return", episode_return, global_step)
             writer.add_scalar("charts/episodic_length", episode_length, global_step)
             writer.add_scalar("charts/success", float(info["success"]), global_step)
-            obs, _ = env.reset()
-            episode_return, episode_length = 0.0, 0
         progress.update(1)
         if env_step % args.log_every == 0:
-            log_losses(
-                {k: v[-1] for k, v in jax.device_get(infos).items()}, val_fn(state, val_data, val_key), global_step
-            )
-            writer.add_scalar("charts/SPS", env_step / (time.time() - start_time - offline_time), global_step)
+            val_info = val_fn(state, val_data, jax.random.fold_in(keys["val"], global_step))
+            log_losses({k: v[-1] for k, v in jax.device_get(infos).items()}, val_info, global_step)
+            sps = (env_step - online_start_step) / (time.time() - online_start_time)
+            writer.add_scalar("charts/SPS", sps, global_step)
             writer.add_scalar("charts/candidate_q_spread", q_spread_sum / args.log_every, global_step)
             q_spread_sum = 0.0
-        if env_step % args.eval_every == 0 or env_step == args.online_steps:
+        if args.eval_episodes > 0 and (env_step % args.eval_every == 0 or env_step == args.online_steps):
             eval_result = run_evaluation(global_step)
         if env_step % args.entropy_every == 0:
             entropy = float(entropy_fn(state.params, data, size, entropy_key, beta))
@@ -665,14 +931,23 @@ if __name__ == "__main__":
             writer.add_scalar("charts/entropy", entropy, global_step)
             writer.add_scalar("charts/beta", beta, global_step)
             tqdm.write(f"step {global_step}: entropy {entropy:.2f} (target {args.target_entropy}), beta -> {beta:.3f}")
+        if terminated or truncated:
+            if checkpoint_due(global_step):  # between episodes, so that nothing of an episode is lost
+                writer.close()
+                write_checkpoint()
+                writer, last_checkpoint = open_writer(), global_step
+            obs, _ = env.reset()
+            episode_return, episode_length = 0.0, 0
     progress.close()
 
     if args.save_model:
         print(f"model saved to {save_model(run_dir, args.exp_name, state, beta, args)}")
     wall_time = time.time() - start_time
-    total_steps = args.offline_steps + args.online_steps
+    final = "no evaluation (--eval-episodes 0)"
+    if eval_result is not None:
+        final = f"final success {eval_result['success']:.3f} over {args.eval_episodes} episodes"
     print(
-        f"{env_id}: final success {eval_result['success']:.3f} over {args.eval_episodes} episodes | "
-        f"wall time {wall_time:.0f} s | {total_steps / wall_time:.1f} steps/s (evaluation and compile included)"
+        f"{env_id}: {final} | wall time {wall_time:.0f} s | "
+        f"{(total_steps - start_step) / wall_time:.1f} steps/s (evaluation and compile included)"
     )
     writer.close()

@@ -21,8 +21,13 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+ALGOS = ("fql", "fino")  # the method files whose offline update this script measures
+
+
 @dataclass
 class Args:
+    """Gradient steps per second of a method's offline update at the paper configuration, compile time separate."""
+
     algo: str = "fql"
     """the algorithm file to measure (fql, fino)"""
     steps: int = 2000
@@ -38,7 +43,27 @@ class Args:
     dataset_size: int = 100_000
     """rows of the random on-device dataset"""
     obs_dim: int = 28
+    """observation size of the random data (cube-single's 28)"""
     action_dim: int = 5
+    """action size of the random data (cube-single's 5)"""
+
+
+def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2."""
+    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(bench: Args) -> None:
+    """Every flag, before anything slow."""
+    if bench.algo not in ALGOS:
+        fail("algo", bench.algo, f"not a method this script measures; give one of {', '.join(ALGOS)}")
+    for flag in ("steps", "chunk", "batch_size", "flow_steps", "dataset_size", "obs_dim", "action_dim"):
+        if getattr(bench, flag) < 1:
+            fail(flag.replace("_", "-"), getattr(bench, flag), "must be positive; give an integer >= 1")
+    if not bench.hidden_dims or min(bench.hidden_dims) < 1:
+        shown = " ".join(map(str, bench.hidden_dims)) or "(none)"
+        fail("hidden-dims", shown, "must be one or more positive layer sizes; give e.g. 512 512 512 512")
 
 
 def main(bench: Args) -> tuple[float, float]:
@@ -69,16 +94,16 @@ def main(bench: Args) -> tuple[float, float]:
     chunk_fn = jax.jit(partial(algo.train_chunk, nets=nets, tx=tx, args=args), static_argnames="num_steps")
 
     start = time.perf_counter()
-    compiled = chunk_fn.lower(state, data, n, jax.random.PRNGKey(1), num_steps=bench.chunk).compile()
+    key = jax.random.PRNGKey(2)
+    compiled = chunk_fn.lower(state, data, n, key, 0, num_steps=bench.chunk).compile()
     compile_time = time.perf_counter() - start
 
-    key = jax.random.PRNGKey(2)
-    state, key, infos = compiled(state, data, n, key)  # warm-up
+    state, infos = compiled(state, data, n, key, 0)  # warm-up
     jax.block_until_ready(infos)
     times = []
-    for _ in range(max(1, -(-bench.steps // bench.chunk))):
+    for call in range(1, max(1, -(-bench.steps // bench.chunk)) + 1):
         start = time.perf_counter()
-        state, key, infos = compiled(state, data, n, key)
+        state, infos = compiled(state, data, n, key, call * bench.chunk)
         jax.block_until_ready(infos)
         times.append(time.perf_counter() - start)
     steps_per_second = bench.chunk / float(np.median(times))
@@ -90,4 +115,6 @@ def main(bench: Args) -> tuple[float, float]:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    bench = tyro.cli(Args)
+    check_args(bench)
+    main(bench)

@@ -8,6 +8,12 @@ Per-task alpha, discount and q_agg are tables inside fql.py and fino.py and appl
 to the offline-to-online alpha when --online-steps > 0), so every command passes only the task, the seed and the
 profile's step counts and network sizes. Each run starts in the repository root and logs to runs/ as the scripts do;
 the commands are appended to `<results-dir>/commands.txt`, where benchmark/summarize.py later writes its tables.
+Every command is parsed and checked by its script's own Args before anything starts, so a bad task or extra flag
+stops the suite at once rather than every job.
+
+The paper profiles write a checkpoint every 50k steps; on the submitit backends a preempted or timed-out job is
+requeued as `<script> --resume <its run folder>` and continues from its last checkpoint (so a paper-scale run also
+finishes on allocations shorter than the run).
 
 The quick profile reads small regenerated datasets from data/ (200 episodes, about ten minutes each on two cores):
 
@@ -16,6 +22,7 @@ The quick profile reads small regenerated datasets from data/ (200 episodes, abo
 """
 
 import datetime
+import importlib
 import os
 import queue
 import shlex
@@ -31,6 +38,7 @@ import submitit
 import tyro
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # the method scripts, whose Args check the commands
 
 # The paper's task lists: the default task of each OGBench environment (the scripts resolve the aliases).
 # FQL offline (the official FQL README): every state-based OGBench environment.
@@ -73,7 +81,10 @@ class Profile:
     extra_flags: tuple[str, ...] = ()  # method-specific numbers that scale with the budget
 
 
-PAPER_FQL = dict(eval_every=100_000, eval_episodes=50, hidden_dims=(512, 512, 512, 512))
+# Paper scale: a checkpoint every 50k steps, from which a requeued job resumes.
+PAPER_FQL = dict(
+    eval_every=100_000, eval_episodes=50, hidden_dims=(512, 512, 512, 512), extra_flags=("--checkpoint-every", "50000")
+)
 PAPER_FINO = dict(PAPER_FQL, eval_every=50_000)
 # Quick: the same commands sized for a 2-core CPU, about an hour per method. Two manipulation tasks whose small
 # regenerated datasets live in data/, 30k offline (+ 7.5k online) steps, 2x256 networks, 10 eval episodes, 2 seeds.
@@ -123,6 +134,8 @@ SUITES = {  # method: (script, {profile: Profile})
 
 @dataclass
 class Args:
+    """Run a method's benchmark suite (the paper's tasks x seeds), locally, with submitit locally, or on slurm."""
+
     method: Literal["fql-offline", "fql-o2o", "fino"] = "fql-offline"
     """the suite to run: FQL offline, FQL offline-to-online, or FINO (offline-to-online)"""
     profile: Literal["paper", "quick"] = "paper"
@@ -146,15 +159,55 @@ class Args:
     log_dir: str = "runs/submitit"
     """submitit's folder for job pickles and the stdout/stderr of each job"""
     timeout_min: int = 24 * 60
-    """wall-clock limit of one run in minutes (submitit backends)"""
+    """wall-clock limit of one job in minutes (submitit backends); a run that times out is requeued and resumes from
+    its last checkpoint, up to 100 times"""
     slurm_partition: str | None = None
     """slurm partition; None: the cluster's default"""
     slurm_gpus_per_node: int = 1
-    """GPUs per run on slurm"""
+    """GPUs per run on slurm (0: CPU-only jobs)"""
     slurm_cpus_per_task: int = 8
     """CPU cores per run on slurm"""
     slurm_mem_gb: int = 32
     """memory per run on slurm, in GB"""
+
+
+def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2."""
+    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(args: Args) -> None:
+    """Every flag, before anything slow."""
+    if args.tasks is not None and not args.tasks:
+        fail("tasks", "(none)", "give at least one env id or alias, or leave out --tasks for the profile's tasks")
+    if args.seeds is not None and (not args.seeds or not all(0 <= seed < 2**32 for seed in args.seeds)):
+        fail("seeds", " ".join(map(str, args.seeds)) or "(none)", "give one or more seeds in [0, 2^32)")
+    if args.dataset_dir is not None and not (REPO_ROOT / os.path.expanduser(args.dataset_dir)).is_dir():
+        why = "no such folder (relative to the repository root); make the datasets with benchmark/make_dataset.py"
+        fail("dataset-dir", args.dataset_dir, why)
+    try:
+        shlex.split(args.extra_args)
+    except ValueError as error:
+        fail("extra-args", repr(args.extra_args), f"cannot be split into flags ({error}); check the quotes")
+    if args.jobs is not None and args.jobs < 1:
+        fail("jobs", args.jobs, "must be positive; give an integer >= 1, or leave it out")
+    for flag in ("timeout_min", "slurm_cpus_per_task", "slurm_mem_gb"):
+        if getattr(args, flag) < 1:
+            fail(flag.replace("_", "-"), getattr(args, flag), "must be positive; give an integer >= 1")
+    if args.slurm_gpus_per_node < 0:
+        fail("slurm-gpus-per-node", args.slurm_gpus_per_node, "must not be negative; give 0 (CPU-only jobs) or more")
+    for flag in ("results_dir", "log_dir"):
+        if not getattr(args, flag):
+            fail(flag.replace("_", "-"), "''", "must name a folder")
+
+
+def check_commands(commands: list[list[str]]) -> None:
+    """Parse every command with its script's own Args and checks, as the run would at its start: a bad task or extra
+    flag ends the suite here, with the script's one-line message, instead of ending every job."""
+    for argv in commands:
+        module = importlib.import_module(Path(argv[0]).stem)
+        module.check_args(tyro.cli(module.Args, args=argv[1:], prog=argv[0]))
 
 
 def build_commands(args: Args) -> list[list[str]]:
@@ -219,10 +272,10 @@ def run_local(commands: list[list[str]], jobs: int, gpus: list[str]) -> list[int
 def make_executor(args: Args) -> submitit.Executor:
     folder = REPO_ROOT / args.log_dir
     if args.backend == "submitit-local":
-        executor = submitit.LocalExecutor(folder=folder)
+        executor = submitit.LocalExecutor(folder=folder, max_num_timeout=100)
         executor.update_parameters(timeout_min=args.timeout_min)
         return executor
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=100)
     executor.update_parameters(
         name=args.method,
         timeout_min=args.timeout_min,
@@ -235,16 +288,49 @@ def make_executor(args: Args) -> submitit.Executor:
     return executor
 
 
+class ResumableRun(submitit.helpers.Checkpointable):
+    """One run as a submitit job. When the job is preempted or times out, submitit calls `checkpoint`, which requeues
+    it as `<script> --resume <run folder>` if the run has written a checkpoint, else as the same command again.
+
+    The run folder is the one the script prints at its start (`run folder: runs/...`, as every script of the project
+    does): matching args.json files would need each script's alias resolution (`cube-single` is saved as
+    `cube-single-play-singletask-task2-v0`) and could not tell apart two jobs of one task and seed."""
+
+    def __init__(self):
+        self.process, self.run_dir = None, None
+
+    def __call__(self, argv: list[str]) -> int:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")  # the run folder line arrives at once
+        self.process = subprocess.Popen(
+            [sys.executable, *argv], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
+        )
+        for line in self.process.stdout:  # copied to the job's log as it comes
+            print(line, end="", flush=True)
+            if line.startswith("run folder: "):
+                self.run_dir = line.removeprefix("run folder: ").strip()
+        return self.process.wait()
+
+    def checkpoint(self, argv: list[str]) -> submitit.helpers.DelayedSubmission:
+        if self.process is not None:
+            self.process.kill()  # the checkpoint on disk is complete: the scripts write it atomically
+            self.process.wait()
+        if self.run_dir is not None and (REPO_ROOT / self.run_dir / "checkpoint.msgpack").exists():
+            argv = [argv[0], "--resume", self.run_dir]
+        print(f"requeued as: {format_command(argv)}", flush=True)
+        return submitit.helpers.DelayedSubmission(ResumableRun(), argv)
+
+
 def submit(executor: submitit.Executor, commands: list[list[str]]) -> list[submitit.Job]:
-    """Submit the commands as one job array; each job is a plain subprocess whose output lands in the job's logs."""
+    """Submit the commands as one job array; each job runs its command as a subprocess (output in the job's logs) and
+    is requeued with `--resume` when preempted."""
     with executor.batch():
-        return [executor.submit(subprocess.run, [sys.executable, *argv], cwd=REPO_ROOT) for argv in commands]
+        return [executor.submit(ResumableRun(), argv) for argv in commands]
 
 
 def wait_for(job: submitit.Job) -> int:
     """Exit code of a submitted run; on failure, show the end of its stderr (the script's own error message)."""
     try:
-        returncode = job.result().returncode
+        returncode = job.result()
     except submitit.core.utils.UncompletedJobError:  # killed or timed out before the command returned
         returncode = -1
     if returncode != 0:
@@ -281,7 +367,9 @@ def launch(commands: list[list[str]], args: Args) -> list[int]:
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    check_args(args)
     commands = build_commands(args)
+    check_commands(commands)
     if args.dry_run:
         print("\n".join(format_command(argv) for argv in commands))
         sys.exit(0)

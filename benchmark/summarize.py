@@ -5,7 +5,9 @@
 Runs are grouped by method (exp_name), setting (offline or offline-to-online), task and step budget. Each table row
 gives the success rate in %, mean ± std over seeds, at the final evaluation and averaged over the last three
 evaluations, beside the numbers the paper reports; offline-to-online rows read "end of offline → end of online".
-Event files are parsed without TensorFlow: TFRecord framing plus tensorboardX's Event protobuf.
+Event files are parsed without TensorFlow: TFRecord framing plus tensorboardX's Event protobuf. A resumed run is read
+as TensorBoard shows it: what the interrupted run logged after its checkpoint is dropped. Run folders that cannot be
+read (no args.json, or one of another tool) are skipped and listed in the README.
 """
 
 import datetime
@@ -17,6 +19,7 @@ import shlex
 import shutil
 import struct
 import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import tyro
+from google.protobuf.message import DecodeError
 from matplotlib.figure import Figure
-from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.event_pb2 import Event, SessionLog
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 METRIC = "eval/success"
@@ -81,6 +85,8 @@ REFERENCES = {
 
 @dataclass
 class Args:
+    """Summarise benchmark runs (runs/ by default) into markdown tables and learning curves, with their provenance."""
+
     runs_dir: str = "runs"
     """folder holding one sub-folder per run (args.json and event files), relative to the repository root"""
     out_dir: str = f"benchmark/results/{datetime.date.today().isoformat()}"
@@ -136,11 +142,16 @@ def read_events(path: Path) -> Iterator[Event]:
             payload = f.read(length)
             if len(payload) < length or len(f.read(4)) < 4:
                 return  # a truncated last record: the run is still writing
-            yield Event.FromString(payload)
+            try:
+                yield Event.FromString(payload)
+            except DecodeError:
+                return  # a damaged record (a copy cut short, a full disk): keep what came before it
 
 
 def load_run(run_dir: Path) -> Run | None:
-    """A run from its args.json and event files; None if it has not logged an evaluation yet."""
+    """A run from its args.json and event files; None if it has not logged an evaluation yet. The event files are read
+    in order (their names start with the time); one that starts with a purge at step P (a resumed run) drops what
+    the earlier files logged at steps >= P, as TensorBoard does."""
     args = json.loads((run_dir / "args.json").read_text())
     offline_steps, online_steps = args.get("offline_steps", 0), args.get("online_steps", 0)
     success = {}  # step -> value; a step logged twice keeps the last value
@@ -148,6 +159,8 @@ def load_run(run_dir: Path) -> Run | None:
     for path in sorted(run_dir.glob("events.out.tfevents.*")):
         for event in read_events(path):
             wall_times.append(event.wall_time)
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                success = {step: value for step, value in success.items() if step < event.step}
             for value in event.summary.value:
                 if value.tag == METRIC and value.HasField("simple_value"):
                     success[event.step] = value.simple_value
@@ -203,9 +216,15 @@ def collect_rows(runs_dir: Path, methods: list[str] | None) -> tuple[list[Row], 
     groups, skipped = defaultdict(dict), []
     runs = []
     for args_path in sorted(runs_dir.glob("*/args.json")):
-        if methods is not None and json.loads(args_path.read_text())["exp_name"] not in methods:
+        try:
+            if methods is not None and json.loads(args_path.read_text())["exp_name"] not in methods:
+                continue
+            run = load_run(args_path.parent)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # unreadable, or of another tool
+            skipped.append(
+                f"{args_path.parent.name}: args.json unreadable or incomplete ({type(error).__name__}: {error})"
+            )
             continue
-        run = load_run(args_path.parent)
         if run is None:
             skipped.append(f"{args_path.parent.name}: no `{METRIC}` logged yet")
         else:
@@ -318,11 +337,36 @@ def describe_software() -> str:
     return ", ".join(versions)
 
 
+def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2."""
+    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(args: Args) -> None:
+    """Every flag, before reading anything."""
+    if not (REPO_ROOT / os.path.expanduser(args.runs_dir)).is_dir():
+        fail("runs-dir", args.runs_dir, "no such folder (relative to the repository root); give the folder of the runs")
+    if (REPO_ROOT / os.path.expanduser(args.out_dir)).is_file():
+        fail("out-dir", args.out_dir, "is a file; give a folder (made if missing)")
+    if args.methods is not None and not args.methods:
+        fail("methods", "(none)", "give one or more exp_names (e.g. fql fino), or leave out --methods for all")
+    for flag in ("dataset_note", "hardware"):
+        if getattr(args, flag) is not None and not getattr(args, flag).strip():
+            fail(flag.replace("_", "-"), "''", "must not be empty; describe it, or leave the flag out")
+
+
 def main(args: Args) -> None:
-    runs_dir, out_dir = REPO_ROOT / args.runs_dir, REPO_ROOT / args.out_dir
+    check_args(args)
+    runs_dir = REPO_ROOT / os.path.expanduser(args.runs_dir)
+    out_dir = REPO_ROOT / os.path.expanduser(args.out_dir)
     rows, skipped = collect_rows(runs_dir, args.methods)
     if not rows:
-        raise SystemExit(f"no run under {runs_dir} has logged `{METRIC}` yet")
+        raise SystemExit(
+            f"error: no run under {runs_dir} has logged `{METRIC}` yet"
+            + "".join(f"\n  skipped {reason}" for reason in skipped)
+            + "\n  Make runs with: python benchmark/suite.py --method fql-offline --profile quick"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
 
     tables = defaultdict(list)  # (method, setting) -> rows

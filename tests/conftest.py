@@ -1,13 +1,23 @@
 """Shared fixtures: tiny OGBench-format datasets written by the tests themselves (no download)."""
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+# One JAX compilation cache for the session (read when jax is imported, inherited by the scripts the tests start):
+# runs of a script with the same shapes, such as an interrupted run and its resumption, compile once between them.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def write_random_play_dataset(path: str, env_name: str, num_episodes: int, episode_steps: int, seed: int) -> None:

@@ -9,6 +9,7 @@ milliseconds to a second. Cases are grouped by script; add a script's cases to i
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import json
 import os
@@ -17,7 +18,10 @@ import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
+import flax
+import numpy as np
 import pytest
+import submitit  # noqa: F401  (configures logging when first imported, closing pytest's handlers: not inside a test)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmark"))
@@ -150,6 +154,345 @@ CASES: list[Case] = [
         expert_run_with(b"", {"seed": 7}),
     ),
 ]
+
+# fql.py ---------------------------------------------------------------------------------------------------------------
+
+
+def write_dataset(folder: str, name: str = "cube-single-play-v0", **changes) -> None:
+    """`<name>.npz` and `<name>-val.npz` in OGBench's layout (random numbers with cube-single's shapes, 3 episodes of 10
+    steps); `changes` replaces or (with None) removes arrays of both files."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "observations": rng.standard_normal((30, 28)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, (30, 5)).astype(np.float32),
+        "terminals": np.arange(30) % 10 == 9,
+        "qpos": rng.standard_normal((30, 21)),
+        "qvel": rng.standard_normal((30, 20)),
+    }
+    arrays.update(changes)
+    for suffix in ("", "-val"):
+        np.savez(os.path.join(folder, f"{name}{suffix}.npz"), **{k: v for k, v in arrays.items() if v is not None})
+
+
+def truncated_dataset(folder: str) -> None:
+    write_dataset(folder)
+    path = os.path.join(folder, "cube-single-play-v0.npz")
+    with open(path, "rb") as f:
+        content = f.read()
+    with open(path, "wb") as f:  # a download cut off half-way
+        f.write(content[: len(content) // 2])
+
+
+def text_dataset(folder: str) -> None:
+    write_dataset(folder)
+    with open(os.path.join(folder, "cube-single-play-v0.npz"), "w") as f:
+        f.write("<html>404 Not Found</html>")
+
+
+def run_folder(folder: str, script: str, args: dict, model: bytes | None = None, checkpoint: bytes | None = None):
+    """`folder/run` as a run of `script` leaves it: args.json, and optionally the saved model and the checkpoint."""
+    os.makedirs(os.path.join(folder, "run"))
+    with open(os.path.join(folder, "run", "args.json"), "w") as f:
+        json.dump(args, f)
+    for name, content in ((f"{script[:-3]}.flax", model), ("checkpoint.msgpack", checkpoint)):
+        if content is not None:
+            with open(os.path.join(folder, "run", name), "wb") as f:
+                f.write(content)
+
+
+def inf_in_validation_split(folder: str) -> None:
+    write_dataset(folder)
+    path = os.path.join(folder, "cube-single-play-v0-val.npz")
+    with np.load(path) as file:
+        arrays = dict(file)
+    np.savez(path, **dict(arrays, actions=np.full_like(arrays["actions"], np.inf)))
+
+
+FINO_ARGS = {"env_id": "cube-single-play-singletask-task2-v0", "noise_scale": 0.1, "seed": 0}  # fino.py's own field
+FQL_ARGS = {"env_id": "cube-single-play-singletask-task2-v0", "seed": 0, "checkpoint_every": 50}
+FQL_CHECKPOINT = flax.serialization.msgpack_serialize(
+    {"state": {}, "keys": {}, "step": 50, "env_step": 0, "buffer": {}, "env_rng": ""}  # no beta: not FINO's
+)
+
+CASES += [
+    # The five of the issue (--eval-episodes 0 now skips evaluation: test_fql.py runs it; a negative count is refused).
+    Case(
+        "fql.py",
+        ["--dataset-dir", "{tmp}"],
+        1,
+        "dataset file {tmp}/cube-single-play-v0.npz is truncated",
+        truncated_dataset,
+    ),
+    Case(
+        "fql.py", ["--offline-steps", "-5"], 2, "error: --offline-steps -5: must not be negative; give 0 (off) or more"
+    ),
+    Case("fql.py", ["--batch-size", "0"], 2, "error: --batch-size 0: must be positive; give an integer >= 1"),
+    Case("fql.py", ["--eval-episodes", "-1"], 2, "error: --eval-episodes -1: must not be negative"),
+    Case("fql.py", ["--load-model", "nothere/fql.flax"], 1, "error: saved model nothere/fql.flax not found"),
+    # Flags.
+    Case(
+        "fql.py", ["--env-id", "cheetah"], 2, "error: --env-id cheetah: unknown environment; give one of antmaze-large"
+    ),
+    Case(
+        "fql.py", ["--env-id", "cube-single-navigate-singletask-v0"], 2, "--env-id cube-single-navigate-singletask-v0"
+    ),
+    Case("fql.py", ["--seed", "-1"], 2, "error: --seed -1: must be in [0, 2^32)"),
+    Case("fql.py", ["--exp-name", "a/b"], 2, "error: --exp-name 'a/b': must be a non-empty name without '/'"),
+    Case("fql.py", ["--offline-steps", "0"], 2, "error: --offline-steps 0: with --online-steps 0 there is nothing"),
+    Case("fql.py", ["--log-every", "1234"], 2, "error: --log-every 1234: must be a multiple of --steps-per-call 50"),
+    Case("fql.py", ["--checkpoint-every", "-1"], 2, "error: --checkpoint-every -1: must not be negative"),
+    Case("fql.py", ["--actor-hidden-dims"], 2, "error: --actor-hidden-dims (none): must be one or more positive"),
+    Case("fql.py", ["--value-hidden-dims", "512", "0"], 2, "error: --value-hidden-dims 512 0: must be one or more"),
+    Case("fql.py", ["--learning-rate", "-3e-4"], 2, "error: --learning-rate -0.0003: must be a positive number"),
+    Case("fql.py", ["--alpha", "nan"], 2, "error: --alpha nan: must be a finite number >= 0"),
+    Case("fql.py", ["--discount", "1.5"], 2, "error: --discount 1.5: must be in [0, 1]"),
+    Case("fql.py", ["--tau", "0"], 2, "error: --tau 0.0: must be in (0, 1]"),
+    Case("fql.py", ["--load-model", "m.flax", "--resume", "r"], 2, "error: --resume r: takes no other flag"),
+    Case("fql.py", ["--load-model", "m.flax", "--eval-episodes", "0"], 2, "--load-model only evaluates"),
+    *(  # --track needs wandb, which requirements.txt leaves out
+        [Case("fql.py", ["--track"], 2, "error: --track: wandb is not installed")]
+        if importlib.util.find_spec("wandb") is None
+        else []
+    ),
+    # Datasets.
+    Case(
+        "fql.py", ["--env-id", "scene", "--dataset-dir", "{tmp}"], 1, "dataset file {tmp}/scene-play-v0.npz not found"
+    ),
+    Case(
+        "fql.py",
+        ["--env-id", "humanoidmaze", "--dataset-dir", "{tmp}"],
+        1,
+        "humanoidmaze-medium-navigate-v0.npz not found",
+    ),
+    Case(
+        "fql.py",
+        ["--dataset-dir", "{tmp}"],
+        1,
+        "cube-single-play-v0.npz is truncated or not an .npz file",
+        text_dataset,
+    ),
+    Case("fql.py", ["--dataset-dir", "{tmp}"], 1, "lacks the keys ['qpos']", lambda tmp: write_dataset(tmp, qpos=None)),
+    Case(
+        "fql.py",
+        ["--dataset-dir", "{tmp}"],
+        1,
+        "{tmp}/cube-single-play-v0.npz holds arrays of different lengths",
+        lambda tmp: write_dataset(tmp, actions=np.zeros((29, 5), np.float32)),
+    ),
+    Case(
+        "fql.py",
+        ["--dataset-dir", "{tmp}"],
+        1,
+        "holds actions of shape (3,) per step where cube-single-play-singletask-task2-v0 has (5,)",
+        lambda tmp: write_dataset(tmp, actions=np.zeros((30, 3), np.float32)),
+    ),
+    Case(
+        "fql.py",
+        ["--dataset-dir", "{tmp}"],
+        1,
+        "{tmp}/cube-single-play-v0.npz holds NaN or infinite observations",
+        lambda tmp: write_dataset(tmp, observations=np.full((30, 28), np.nan, np.float32)),
+    ),
+    Case(
+        "fql.py",
+        ["--dataset-dir", "{tmp}", "--online-steps", "10", "--buffer-size", "10"],
+        2,
+        "error: --buffer-size 10: must hold the dataset (27 transitions) + 1; give more",
+        write_dataset,
+    ),
+    # Saved models and run folders.
+    Case(
+        "fql.py",
+        ["--load-model", "{tmp}/run/fql.flax"],
+        1,
+        "{tmp}/run/args.json is not the args.json of a fql.py run",
+        lambda tmp: run_folder(tmp, "fql.py", FINO_ARGS, model=b"not a model"),
+    ),
+    Case(
+        "fql.py",
+        ["--load-model", "{tmp}/run/fql.flax", "--eval-episodes", "1"],
+        1,
+        "error: {tmp}/run/fql.flax is not a model saved by fql.py",
+        lambda tmp: run_folder(tmp, "fql.py", FQL_ARGS, model=b"\x00\x01 not msgpack"),
+    ),
+    Case("fql.py", ["--resume", "{tmp}/nothere"], 1, "error: {tmp}/nothere/args.json not found"),
+    Case("fql.py", ["--resume", "{tmp}/run", "--seed", "3"], 2, "error: --resume {tmp}/run: takes no other flag"),
+    Case(
+        "fql.py",
+        ["--resume", "{tmp}/run"],
+        1,
+        "error: {tmp}/run/checkpoint.msgpack not found: the run stopped before its first checkpoint",
+        lambda tmp: run_folder(tmp, "fql.py", FQL_ARGS),
+    ),
+    Case(
+        "fql.py",
+        ["--resume", "{tmp}/run"],
+        1,
+        "error: {tmp}/run/checkpoint.msgpack is not a checkpoint of fql.py",
+        lambda tmp: run_folder(tmp, "fql.py", FQL_ARGS, checkpoint=b"\x85\xa5state"),  # cut off
+    ),
+    Case(
+        "fql.py",
+        ["--resume", "{tmp}/run"],
+        1,
+        "{tmp}/run/args.json is not the args.json of a fql.py run",
+        lambda tmp: run_folder(tmp, "fino.py", FINO_ARGS, checkpoint=b""),
+    ),
+]
+
+# fino.py --------------------------------------------------------------------------------------------------------------
+
+CASES += [
+    Case(
+        "fino.py",
+        ["--dataset-dir", "{tmp}"],
+        1,
+        "dataset file {tmp}/cube-single-play-v0.npz is truncated",
+        truncated_dataset,
+    ),
+    Case("fino.py", ["--offline-steps", "-5"], 2, "error: --offline-steps -5: must not be negative"),
+    Case("fino.py", ["--batch-size", "0"], 2, "error: --batch-size 0: must be positive"),
+    Case("fino.py", ["--load-model", "nothere/fino.flax"], 1, "error: saved model nothere/fino.flax not found"),
+    Case("fino.py", ["--env-id", "cheetah"], 2, "error: --env-id cheetah: unknown environment"),
+    Case("fino.py", ["--noise-scale", "-0.1"], 2, "error: --noise-scale -0.1: must be >= 0"),
+    Case("fino.py", ["--noise-schedule", "paper", "--noise-scale", "2"], 2, "at most 1 with the paper's schedule"),
+    Case("fino.py", ["--num-candidates", "0"], 2, "error: --num-candidates 0: must be positive"),
+    Case(
+        "fino.py",
+        ["--entropy-samples", "2"],
+        2,
+        "error: --entropy-samples 2: must be at least 2 and --gmm-components (3)",
+    ),
+    Case("fino.py", ["--beta-lr", "nan"], 2, "error: --beta-lr nan: must be a finite number >= 0"),
+    Case("fino.py", ["--target-entropy", "inf"], 2, "error: --target-entropy inf: must be finite"),
+    Case("fino.py", ["--entropy-every", "0"], 2, "error: --entropy-every 0: must be positive"),
+    Case(
+        "fino.py",
+        ["--dataset-dir", "{tmp}"],
+        1,
+        "{tmp}/cube-single-play-v0-val.npz holds NaN or infinite actions",
+        inf_in_validation_split,
+    ),
+    Case(
+        "fino.py",
+        ["--load-model", "{tmp}/run/fino.flax", "--eval-episodes", "1"],
+        1,
+        "error: {tmp}/run/fino.flax is not a model saved by fino.py",
+        lambda tmp: run_folder(tmp, "fino.py", FQL_ARGS, model=flax.serialization.msgpack_serialize({"params": {}})),
+    ),
+    Case(
+        "fino.py",
+        ["--resume", "{tmp}/run"],
+        1,
+        "error: {tmp}/run/checkpoint.msgpack is not a checkpoint of fino.py (KeyError: 'beta')",
+        lambda tmp: run_folder(tmp, "fino.py", FQL_ARGS, checkpoint=FQL_CHECKPOINT),
+    ),
+]
+
+
+# benchmark/suite.py ---------------------------------------------------------------------------------------------------
+
+CASES += [
+    Case("benchmark/suite.py", ["--tasks"], 2, "error: --tasks (none): give at least one env id or alias"),
+    Case("benchmark/suite.py", ["--seeds", "0", "-1"], 2, "error: --seeds 0 -1: give one or more seeds in [0, 2^32)"),
+    Case("benchmark/suite.py", ["--jobs", "0"], 2, "error: --jobs 0: must be positive"),
+    Case("benchmark/suite.py", ["--timeout-min", "0"], 2, "error: --timeout-min 0: must be positive"),
+    Case("benchmark/suite.py", ["--slurm-gpus-per-node", "-1"], 2, "error: --slurm-gpus-per-node -1: must not be"),
+    Case(
+        "benchmark/suite.py",
+        ["--dataset-dir", "{tmp}/nothere"],
+        2,
+        "error: --dataset-dir {tmp}/nothere: no such folder",
+    ),
+    Case(
+        "benchmark/suite.py",
+        ["--extra-args=--exp-name 'a b"],
+        2,
+        'error: --extra-args "--exp-name \'a b": cannot be split',
+    ),
+    # Every command is checked by its script before anything starts: a bad task, a bad extra flag.
+    Case(
+        "benchmark/suite.py",
+        ["--tasks", "cube-triple", "--dry-run"],
+        2,
+        "error: --env-id cube-triple: unknown environment",
+    ),
+    Case(
+        "benchmark/suite.py", ["--extra-args=--batch-size 0", "--dry-run"], 2, "error: --batch-size 0: must be positive"
+    ),
+]
+
+# benchmark/speed.py ---------------------------------------------------------------------------------------------------
+
+CASES += [
+    Case(
+        "benchmark/speed.py",
+        ["--algo", "sac"],
+        2,
+        "error: --algo sac: not a method this script measures; give one of fql",
+    ),
+    Case("benchmark/speed.py", ["--chunk", "0"], 2, "error: --chunk 0: must be positive"),
+    Case("benchmark/speed.py", ["--steps", "-1"], 2, "error: --steps -1: must be positive"),
+    Case("benchmark/speed.py", ["--hidden-dims"], 2, "error: --hidden-dims (none): must be one or more positive layer"),
+]
+
+# benchmark/summarize.py -----------------------------------------------------------------------------------------------
+
+
+def unreadable_run(folder: str) -> None:
+    os.makedirs(os.path.join(folder, "runs", "broken"))
+    with open(os.path.join(folder, "runs", "broken", "args.json"), "w") as f:
+        f.write('{"env_id": "cube-single-play-singletask-task2-v0", "exp_na')  # cut off while written
+
+
+CASES += [
+    Case(
+        "benchmark/summarize.py", ["--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere: no such folder"
+    ),
+    Case(
+        "benchmark/summarize.py", ["--runs-dir", "{tmp}", "--methods"], 2, "error: --methods (none): give one or more"
+    ),
+    Case(
+        "benchmark/summarize.py",
+        ["--runs-dir", "{tmp}", "--out-dir", "{tmp}/f"],
+        2,
+        "--out-dir {tmp}/f: is a file",
+        lambda tmp: open(os.path.join(tmp, "f"), "w").close(),
+    ),
+    Case(
+        "benchmark/summarize.py",
+        ["--runs-dir", "{tmp}", "--dataset-note", " "],
+        2,
+        "error: --dataset-note '': must not be empty",
+    ),
+    Case(
+        "benchmark/summarize.py", ["--runs-dir", "{tmp}"], 1, "error: no run under {tmp} has logged `eval/success` yet"
+    ),
+    Case(
+        "benchmark/summarize.py",
+        ["--runs-dir", "{tmp}/runs"],
+        1,
+        "error: no run under {tmp}/runs has logged",
+        unreadable_run,
+    ),
+]
+
+
+# Values of the wrong type are refused by tyro itself, before any of the scripts' code: with its own box of a few
+# lines (the flag, the expected type, a "did you mean" for a misspelt flag), exit status 2 and no traceback.
+TYRO_CASES = [
+    ("fql.py", ["--batch-size", "abc"], "--batch-size"),
+    ("fino.py", ["--q-agg", "max"], "--q-agg"),
+    ("benchmark/suite.py", ["--method", "sac"], "--method"),
+    ("benchmark/speed.py", ["--chunk", "1.5"], "--chunk"),
+    ("benchmark/summarize.py", ["--out-dri", "x"], "--out-dri"),
+]
+
+
+@pytest.mark.parametrize(("script", "argv", "flag"), TYRO_CASES, ids=[f"{c[0]}:{' '.join(c[1])}" for c in TYRO_CASES])
+def test_a_value_of_the_wrong_type_gets_tyros_message_and_status_2(script, argv, flag, tmp_path):
+    status, stderr = run_script(script, argv, str(tmp_path))
+    assert status == 2 and flag in stderr and "Traceback" not in stderr, stderr
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.script}:{' '.join(c.argv)}" for c in CASES])

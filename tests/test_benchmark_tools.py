@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import submitit
 from tensorboardX import SummaryWriter
 
 from benchmark import suite, summarize
@@ -124,7 +125,8 @@ def test_paper_commands_and_overrides():
     assert len(commands) == 10 * 8
     assert suite.format_command(commands[0]) == (
         "python fql.py --env-id antmaze-large --seed 0 --offline-steps 1000000 --online-steps 0 --eval-every 100000 "
-        "--eval-episodes 50 --actor-hidden-dims 512 512 512 512 --value-hidden-dims 512 512 512 512"
+        "--eval-episodes 50 --actor-hidden-dims 512 512 512 512 --value-hidden-dims 512 512 512 512 "
+        "--checkpoint-every 50000"
     )
     commands = suite.build_commands(suite.Args(method="fino"))
     assert len(commands) == 7 * 10 and commands[0][0] == "fino.py"
@@ -132,7 +134,7 @@ def test_paper_commands_and_overrides():
     args = suite.Args(method="fql-o2o", tasks=["cube-double-task3"], seeds=[5], dataset_dir="d", extra_args="--track")
     (command,) = suite.build_commands(args)
     assert command[:5] == ["fql.py", "--env-id", "cube-double-task3", "--seed", "5"]
-    assert command[-3:] == ["--dataset-dir", "d", "--track"]
+    assert command[-5:] == ["--dataset-dir", "d", "--checkpoint-every", "50000", "--track"]
 
 
 def test_local_backend_round_robin_over_gpus(tmp_path):
@@ -142,7 +144,8 @@ def test_local_backend_round_robin_over_gpus(tmp_path):
     assert sorted((tmp_path / str(i)).read_text() for i in range(4)) == ["0", "0", "1", "1"]
 
 
-def test_submitit_local_backend(tmp_path, capsys):
+def test_submitit_local_backend(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # each job unpickles benchmark.suite.ResumableRun
     marker = tmp_path / "marker.txt"
     commands = [
         ["-c", f"import pathlib; pathlib.Path({str(marker)!r}).write_text('done')"],
@@ -153,3 +156,51 @@ def test_submitit_local_backend(tmp_path, capsys):
     assert marker.read_text() == "done"
     output = capsys.readouterr().out
     assert "error: dataset missing; make it with" in output and "Traceback" not in output
+
+
+FAKE_RUN = """
+import os, sys, time
+if "--resume" in sys.argv:  # the requeued job: finish the run in its folder
+    run_dir = sys.argv[sys.argv.index("--resume") + 1]
+    print(f"run folder: {run_dir}")
+    open(os.path.join(run_dir, "resumed_with"), "w").write(" ".join(sys.argv[1:]))
+else:  # the first job: start a run, write a checkpoint, then work until preempted
+    run_dir = os.path.join(sys.argv[1], "runs", "fake__0__1")
+    os.makedirs(run_dir, exist_ok=True)
+    print(f"run folder: {run_dir}")
+    open(os.path.join(run_dir, "checkpoint.msgpack"), "wb").close()
+    time.sleep(60)
+"""
+
+
+def test_submitit_requeues_a_preempted_run_with_resume_and_its_run_folder(tmp_path, monkeypatch):
+    script = tmp_path / "fake_run.py"
+    script.write_text(FAKE_RUN)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
+    executor.update_parameters(timeout_min=6 / 60, signal_delay_s=2)  # the preemption signal 4 s after each start
+    (job,) = suite.submit(executor, [[str(script), str(tmp_path)]])
+    assert suite.wait_for(job) == 0
+    run_dir = tmp_path / "runs" / "fake__0__1"
+    assert (run_dir / "resumed_with").read_text() == f"--resume {run_dir}"
+    assert f"requeued as: python {script} --resume {run_dir}" in job.stdout()
+
+
+def test_a_run_preempted_before_its_first_checkpoint_is_requeued_unchanged(tmp_path):
+    run = suite.ResumableRun()
+    run.run_dir = str(tmp_path)  # a run folder, but no checkpoint.msgpack in it yet
+    command = ["fql.py", "--env-id", "scene", "--seed", "3"]
+    assert run.checkpoint(command).args == (command,)
+    (tmp_path / "checkpoint.msgpack").write_bytes(b"")
+    assert run.checkpoint(command).args == (["fql.py", "--resume", str(tmp_path)],)
+
+
+def test_a_resumed_run_is_read_as_tensorboard_shows_it(tmp_path):
+    """Interrupted after logging steps 0-30, the run resumed from its checkpoint at step 10 (purge from step 11) and
+    has logged step 20 again so far: step 30 of the interrupted run is hidden, step 20 is the new value."""
+    run_dir = write_run(tmp_path, "scene-play-singletask-task2-v0", "fql", 0, 40, 0, [0.0, 0.25, 0.5, 0.75])
+    writer = SummaryWriter(str(run_dir), purge_step=11, filename_suffix=".resumed")
+    writer.add_scalar("eval/success", 1.0, 20)
+    writer.close()
+    run = summarize.load_run(run_dir)
+    assert run.steps.tolist() == [0, 10, 20] and run.success.tolist() == [0.0, 25.0, 100.0]
