@@ -294,5 +294,6 @@ def test_checkpoint_rule_per_level(tmp_path):
     (tmp_path / "actor.json").write_text(json.dumps({"evaluations": evaluations}))
     pick = lambda name, level: os.path.basename(make_dataset.pick_checkpoint(str(tmp_path), "X-v5", name, level))  # noqa: E731
     assert pick("hopper", "medium") == "actor_000000200.msgpack"  # closest to Minari's 3483.58
-    assert pick("hopper", "expert") == "actor_000000400.msgpack"  # the final one
-    assert pick("ant", "simple") == "actor_000000300.msgpack"  # the best within Minari's 1M budget
+    assert pick("hopper", "simple") == "actor_000000400.msgpack"  # closest to Minari's 3177.53
+    assert pick("hopper", "expert") == "actor_000000300.msgpack"  # the best one, not the last
+    assert pick("walker2d", "medium") == "actor_000000300.msgpack"  # never reached: the best stands in
