@@ -16,9 +16,9 @@ initial state and end at its goal or at the time limit), e.g. for methods that p
 
 With `--dataset mujoco/<env>/<level>-v0` it makes a Minari dataset of gymnasium MuJoCo locomotion (`hopper`,
 `walker2d`, `halfcheetah`, `ant`; `simple`, `medium` or `expert`) the way Minari made its own: 1M steps of whole
-episodes from a SAC policy (a checkpoint of benchmark/train_expert.py, chosen per level as MINARI_TARGET_RETURNS says), actions
-sampled from the policy, written by `minari.DataCollector` into Minari's folder (`MINARI_DATASETS_PATH`, default
-~/.minari/datasets), where `minari.load_dataset("mujoco/hopper/medium-v0")` finds it:
+episodes from a SAC policy (a checkpoint of benchmark/train_expert.py, chosen per level as MINARI_TARGET_RETURNS
+says), actions sampled from the policy, written by `minari.DataCollector` into Minari's folder
+(`MINARI_DATASETS_PATH`, default ~/.minari/datasets), where `minari.load_dataset("mujoco/hopper/medium-v0")` finds it:
 
     python benchmark/train_expert.py --env-id Hopper-v5
     python benchmark/make_dataset.py --dataset mujoco/hopper/medium-v0
