@@ -248,7 +248,9 @@ def test_minari_dataset_opens_with_minari_and_resumes(tiny_expert, tmp_path, cap
         assert episode.terminations[-1] or episode.truncations[-1]
     assert json.loads(metadata["env_spec"])["id"] == "Hopper-v5"
     assert json.loads(metadata["eval_env_spec"])["id"] == "Hopper-v5"
-    assert "train_expert.py" in metadata["algorithm_name"] and "actor_000000600" in metadata["description"]
+    with open(f"{tiny_expert}/actor.json") as f:  # expert-v0 comes from the run's best checkpoint
+        best = max(json.load(f)["evaluations"], key=lambda e: e["deterministic"]["return_mean"])
+    assert "train_expert.py" in metadata["algorithm_name"] and f"actor_{best['step']:09d}" in metadata["description"]
     assert not os.path.exists(f"{fresh}/mujoco/hopper/expert-v0.parts")
 
     # Interrupted after the first episode, the same command keeps it and makes the same dataset.
@@ -289,11 +291,14 @@ def test_minari_steps_budget_keeps_whole_episodes_only(tiny_expert, tmp_path):
 
 
 def test_checkpoint_rule_per_level(tmp_path):
-    returns = {100: 1000.0, 200: 3400.0, 300: 3600.0, 400: 3300.0}
+    returns = {100: 1000.0, 200: 3400.0, 300: 4200.0, 400: 3300.0, 500: 2300.0}
     evaluations = [{"step": s, "deterministic": {"return_mean": r}} for s, r in returns.items()]
     (tmp_path / "actor.json").write_text(json.dumps({"evaluations": evaluations}))
     pick = lambda name, level: os.path.basename(make_dataset.pick_checkpoint(str(tmp_path), "X-v5", name, level))  # noqa: E731
+    # Best 4200 beats Minari's Hopper expert (4098.17): the levels aim at Minari's own returns.
     assert pick("hopper", "medium") == "actor_000000200.msgpack"  # closest to Minari's 3483.58
     assert pick("hopper", "simple") == "actor_000000400.msgpack"  # closest to Minari's 3177.53
     assert pick("hopper", "expert") == "actor_000000300.msgpack"  # the best one, not the last
-    assert pick("walker2d", "medium") == "actor_000000300.msgpack"  # never reached: the best stands in
+    # Below Minari's HalfCheetah expert (17641.80): medium aims at 0.850 x 4200 = 3570, simple at 0.411 x 4200 = 1726.
+    assert pick("halfcheetah", "medium") == "actor_000000200.msgpack"
+    assert pick("halfcheetah", "simple") == "actor_000000500.msgpack"
