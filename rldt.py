@@ -321,6 +321,15 @@ def check_args(args: Args) -> Task:
                 args.steps_per_iteration,
                 f"must be a multiple of the {episode} chunks of one {task.env_id} episode (episodes end with each iteration)",
             )
+    # Each critic trains on every other segment of a batch, which must therefore hold at least two.
+    if task.domain == "robomimic" and args.num_envs is not None:
+        episodes = (args.steps_per_iteration or 0) // chunks_per_episode(task, args.horizon) or 2
+        if args.num_envs * episodes < 4:
+            fail(
+                "num-envs", args.num_envs, f"gives {args.num_envs * episodes} episodes per iteration; at least 4 needed"
+            )
+    elif args.num_envs is not None and args.num_envs < 2:
+        fail("num-envs", args.num_envs, "each critic needs its own segments; give at least 2")
     return task
 
 
@@ -554,12 +563,12 @@ def make_networks(args: Args, action_dim: int) -> Networks:
 
 def init_actor(key, nets: Networks, obs_dim: int) -> dict:
     dim = nets.actor.output_dim
-    return nets.actor.init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, dim)), jnp.zeros((1, 1)))
+    return jax.jit(nets.actor.init)(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, dim)), jnp.zeros((1, 1)))
 
 
 def init_critic(key, nets: Networks, obs_dim: int, tx) -> CriticState:
     obs, actions = jnp.zeros((1, obs_dim)), jnp.zeros((1, nets.actor.output_dim))
-    params = jax.vmap(nets.critic.init, in_axes=(0, None, None))(jax.random.split(key, 2), obs, actions)
+    params = jax.jit(jax.vmap(nets.critic.init, in_axes=(0, None, None)))(jax.random.split(key, 2), obs, actions)
     return CriticState(params, params, tx.init(params))
 
 
