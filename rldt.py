@@ -406,9 +406,9 @@ def load_episodes(task: Task, args: Args) -> list[tuple[np.ndarray, np.ndarray]]
         raise SystemExit(f"error: demonstration file not found: {path}\n{make}")
     try:
         with np.load(path) as file:
+            if missing := {"observations", "actions", "terminals"} - set(file.files):
+                raise SystemExit(f"error: demonstration file {path} lacks the keys {sorted(missing)}\n{make}")
             observations, actions, terminals = file["observations"], file["actions"], file["terminals"]
-    except KeyError as error:
-        raise SystemExit(f"error: demonstration file {path} lacks the key {error}\n{make}") from None
     except (OSError, ValueError, EOFError) as error:
         raise SystemExit(f"error: demonstration file {path} cannot be read ({error})\n{make}") from None
     ends = np.flatnonzero(terminals) + 1

@@ -425,3 +425,21 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_parameters(tmp_pat
     assert "(pretraining)" in result.stderr and "Traceback" not in result.stderr
     (model,) = glob.glob(str(tmp_path / "runs" / "*" / "pretrained.flax"))
     assert os.path.getsize(model) > 0 and not glob.glob(str(tmp_path / "runs" / "*" / "*.tmp"))
+
+
+def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch):
+    import minari
+
+    def unavailable(dataset_id, download=False):
+        raise ConnectionError("no internet") if download else FileNotFoundError(dataset_id)
+
+    monkeypatch.setattr(minari, "load_dataset", unavailable)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "/nowhere")
+    with pytest.raises(SystemExit) as stop:
+        rldt.minari_dataset("mujoco/walker2d/medium-v0")
+    assert str(stop.value).splitlines() == [
+        "error: Minari dataset mujoco/walker2d/medium-v0 is not on this machine (looked in /nowhere) and could not be "
+        "downloaded (ConnectionError: no internet). Make it here with:",
+        "  python benchmark/train_expert.py --env-id Walker2d-v5",
+        "  python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
+    ]
