@@ -443,3 +443,38 @@ def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch):
         "  python benchmark/train_expert.py --env-id Walker2d-v5",
         "  python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
     ]
+
+
+def test_suite_and_summary_of_rldt_runs(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    from benchmark import suite, summarize
+
+    pretrain, finetune = suite.rldt_commands(suite.Args(method="rldt", profile="quick"), {"hopper": "p.flax"})
+    assert [argv[2] for argv in pretrain] == ["hopper", "cube-single"] and len(finetune) == 12
+    assert finetune[0][:8] == ["rldt.py", "--env-id", "hopper", "--seed", "0", "--pretrained", "p.flax", "--exp-name"]
+    assert {argv[argv.index("--exp-name") + 1] for argv in finetune} == {"rldt", "rldt-delta", "rldt-temp0"}
+
+    def write(method, seed, env_id, tag, values):
+        run_dir = tmp_path / "runs" / f"{env_id}__{method}__{seed}__{seed}"
+        writer = SummaryWriter(str(run_dir))
+        args = dict(
+            env_id=env_id, exp_name=method, seed=seed, iterations=2, num_envs=2, steps_per_iteration=5, horizon=4
+        )
+        (run_dir / "args.json").write_text(json.dumps(args))
+        for step, value in zip((0, 40, 80), values, strict=True):
+            writer.add_scalar(tag, value, step)
+        writer.close()
+
+    write("rldt", 0, "Hopper-v5", "eval/episodic_return", [100.0, 150.0, 300.0])
+    write("rldt", 1, "Hopper-v5", "eval/episodic_return", [100.0, 250.0, 200.0])
+    write("rldt-delta", 0, "cube-single-singletask-task2-v0", "eval/success", [0.25, 0.5, 0.75])
+    out = tmp_path / "results"
+    summarize.summarize_rldt(summarize.Args(runs_dir=str(tmp_path / "runs"), out_dir=str(out), rldt=True))
+    table = (out / "rldt.md").read_text()
+    assert "| `Hopper-v5` | rldt | return | 2 | 2 x 40 | 100.0 ± 0.0 | 250.0 ± 50.0 | 275.0 ± 25.0 |" in table
+    assert (
+        "| `cube-single-singletask-task2-v0` | rldt-delta | success (%) | 1 | 2 x 40 | 25.0 ± 0.0 | 75.0 ± 0.0 |"
+        in table
+    )
+    assert (out / "curves" / "rldt-Hopper-v5.png").exists() and "rldt-delta" in (out / "README.md").read_text()
