@@ -158,55 +158,33 @@ class Args:
     """decay of the EMA of the pretrained weights (the EMA weights are fine-tuned)"""
 
 
-# Per-domain values of the official configs. `gym`: cfg/gym/*/hopper|walker2d|halfcheetah; `robomimic`: the
-# sparse-reward square config, used for the OGBench manipulation tasks that stand in for it (docs/rldt.md).
-DOMAINS = {
-    "gym": dict(
-        num_envs=100,
-        steps_per_iteration=500,
-        iterations=56,  # 71 official iterations, of which every 5th (from 0) only evaluates
-        eval_every=4,
-        discount=0.99,
-        td_lambda=0.0,
-        reward_scale=-1.0,
-        actor_warmup_steps=32,
-        buffer_episodes=20,
-        actor_hidden_dims=(512, 512, 512),
-        time_dim=16,
-        actor_activation="relu",
-        pretrain_batch_size=128,
-        pretrain_lr=1e-3,
-        pretrain_min_lr=1e-4,
-        # data only (no flags)
-        pretrain_epochs=200,
-        pretrain_warmup_epochs=1,
-        q_target_clip=(-1e6, 1e6),
-        deterministic_eval=True,  # x0 = 0 ("mean_sampling")
-        sparse=False,
-    ),
-    "robomimic": dict(
-        num_envs=64,
-        steps_per_iteration=None,  # two episodes
-        iterations=180,  # 201 official iterations, of which every 10th only evaluates
-        eval_every=9,
-        discount=0.999,
-        td_lambda=0.5,
-        reward_scale=1.0,
-        actor_warmup_steps=64,
-        buffer_episodes=10,
-        actor_hidden_dims=(768, 768, 768),
-        time_dim=32,
-        actor_activation="mish",
-        pretrain_batch_size=256,
-        pretrain_lr=1e-4,
-        pretrain_min_lr=1e-5,
-        pretrain_epochs=8000,
-        pretrain_warmup_epochs=100,
-        q_target_clip=(0.0, 1.0),
-        deterministic_eval=False,
-        sparse=True,
-    ),
+# Per-domain values of the official configs: `gym` from cfg/gym/{pretrain,finetune}/<task>, `robomimic` from the
+# sparse-reward square config, which the OGBench manipulation tasks use (docs/rldt.md). Flags left unset take them.
+# fmt: off
+DOMAIN_TABLE = {               # (gym, robomimic)
+    "num_envs":                (100, 64),
+    "steps_per_iteration":     (500, None),          # robomimic: two episodes
+    "iterations":              (56, 180),            # 71 / 201 official iterations, every 5th / 10th only evaluates
+    "eval_every":              (4, 9),
+    "discount":                (0.99, 0.999),
+    "td_lambda":               (0.0, 0.5),
+    "reward_scale":            (-1.0, 1.0),          # -1: EMA scaling
+    "actor_warmup_steps":      (32, 64),
+    "buffer_episodes":         (20, 10),
+    "actor_hidden_dims":       ((512,) * 3, (768,) * 3),
+    "time_dim":                (16, 32),
+    "actor_activation":        ("relu", "mish"),
+    "pretrain_batch_size":     (128, 256),
+    "pretrain_lr":             (1e-3, 1e-4),
+    "pretrain_min_lr":         (1e-4, 1e-5),
+    "pretrain_epochs":         (200, 8000),          # no flags for these: data only
+    "pretrain_warmup_epochs":  (1, 100),
+    "q_target_clip":           ((-1e6, 1e6), (0.0, 1.0)),
+    "deterministic_eval":      (True, False),        # x0 = 0 at evaluation ("mean_sampling")
+    "sparse":                  (False, True),        # success rewards, post-processing, q_mask, succ/fail replay
 }
+# fmt: on
+DOMAINS = {name: {k: v[i] for k, v in DOMAIN_TABLE.items()} for i, name in enumerate(("gym", "robomimic"))}
 EMA_START_EPOCH = 20  # the EMA copies the live weights until this epoch, then averages every 10 batches
 EMA_EVERY = 10
 
@@ -262,44 +240,44 @@ def chunks_per_episode(task: Task, horizon: int) -> int:
 
 
 def check_args(args: Args) -> Task:
-    """Check every flag before anything slow (one `error:` line and exit status 2 on a bad value)."""
-
-    def positive(flag, value, integer=True):
-        if value is not None and not (value >= 1 if integer else math.isfinite(value) and value > 0):
-            fail(flag, value, f"must be positive; give {'an integer >= 1' if integer else 'a number > 0'}")
-
-    def in_range(flag, value, low, high):
-        if value is not None and not (math.isfinite(value) and low <= value <= high):
-            fail(flag, value, f"must be in [{low}, {high}]")
-
+    """Check every flag before anything slow: one `error:` line and exit status 2 on a bad value."""
     task = resolve_task(args.env_id, args.dataset_id)
-    for flag in ("pretrain_steps", "pretrain_log_every", "num_envs", "steps_per_iteration", "horizon", "flow_steps"):
-        positive(flag.replace("_", "-"), getattr(args, flag))
-    for flag in ("n_particles", "actor_warmup_steps", "critic_steps", "critic_rounds", "q_bootstrap", "time_dim"):
-        positive(flag.replace("_", "-"), getattr(args, flag))
-    for flag in ("buffer_episodes", "pretrain_batch_size"):
-        positive(flag.replace("_", "-"), getattr(args, flag))
-    for flag in ("actor_lr", "critic_lr", "q_init_std", "pretrain_lr"):
-        positive(flag.replace("_", "-"), getattr(args, flag), integer=False)
-    for flag in ("iterations", "eval_episodes", "checkpoint_every", "critic_warmup_iterations", "actor_steps"):
-        value = getattr(args, flag)
-        if value is not None and value < 0:
-            fail(flag.replace("_", "-"), value, "must not be negative; give an integer >= 0")
-    if args.eval_every is not None and args.eval_every < 1:
-        fail("eval-every", args.eval_every, "must be positive; give an integer >= 1 (or --eval-episodes 0)")
-    for flag in ("svgd_temp", "consistency_coef", "kl_coef", "pretrain_weight_decay"):
-        in_range(flag.replace("_", "-"), getattr(args, flag), 0.0, math.inf)
-    for flag in ("tau", "discount", "td_lambda", "new_fraction", "ema_decay"):
-        in_range(flag.replace("_", "-"), getattr(args, flag), 0.0, 1.0)
-    in_range("pretrain-min-lr", args.pretrain_min_lr, 0.0, args.pretrain_lr or math.inf)
+    rules = [  # (flags, test, what is wrong otherwise); None means "the domain's default"
+        (
+            "pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon flow_steps n_particles "
+            "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size",
+            lambda v: v >= 1,
+            "must be positive; give an integer >= 1",
+        ),
+        (
+            "iterations eval_episodes checkpoint_every critic_warmup_iterations actor_steps",
+            lambda v: v >= 0,
+            "must not be negative; give an integer >= 0",
+        ),
+        ("actor_lr critic_lr q_init_std pretrain_lr", lambda v: v > 0, "must be positive; give a finite number > 0"),
+        (
+            "svgd_temp consistency_coef kl_coef pretrain_weight_decay pretrain_min_lr",
+            lambda v: v >= 0,
+            "must be a finite number >= 0",
+        ),
+        ("tau discount td_lambda new_fraction ema_decay", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ]
+    for names, ok, why in rules:
+        for name in names.split():
+            value = getattr(args, name)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                fail(name.replace("_", "-"), value, why)
+    if args.pretrain_min_lr is not None and args.pretrain_lr is not None and args.pretrain_min_lr > args.pretrain_lr:
+        fail("pretrain-min-lr", args.pretrain_min_lr, f"must not exceed --pretrain-lr {args.pretrain_lr}")
     if args.reward_scale is not None and not (math.isfinite(args.reward_scale) and args.reward_scale != 0):
         fail("reward-scale", args.reward_scale, "must be a finite non-zero number (negative: EMA scaling)")
-    in_range("min-extrp-step", args.min_extrp_step, 0, args.flow_steps - 1)
-    for flag in ("critic_steps", "actor_steps"):
-        if getattr(args, flag) % args.critic_rounds:
+    if not 0 <= args.min_extrp_step < args.flow_steps:
+        fail("min-extrp-step", args.min_extrp_step, f"must be in [0, {args.flow_steps - 1}] (below --flow-steps)")
+    for name in ("critic_steps", "actor_steps"):
+        if getattr(args, name) % args.critic_rounds:
             fail(
-                flag.replace("_", "-"),
-                getattr(args, flag),
+                name.replace("_", "-"),
+                getattr(args, name),
                 f"must be a multiple of --critic-rounds {args.critic_rounds}",
             )
     if args.time_dim is not None and (args.time_dim < 4 or args.time_dim % 2):
@@ -948,18 +926,22 @@ def collect(envs, obs, tracker: dict, policy, params, key, num_steps: int, progr
     return segments, obs, finished
 
 
-def split_episodes(segments: dict, episode_chunks: int) -> dict:
-    """(n_envs, k * L) segments of aligned episodes -> (n_envs * k, L) segments, one per episode, environment-major
-    per pass; each keeps the state after its last chunk (the next episode's first state)."""
-    num_envs, length = segments["rewards"].shape
-    passes = range(length // episode_chunks)
-    out = {}
-    for key in ("actions", "rewards", "dones"):
-        out[key] = np.concatenate([segments[key][:, p * episode_chunks : (p + 1) * episode_chunks] for p in passes])
-    out["states"] = np.concatenate(
-        [segments["states"][:, p * episode_chunks : (p + 1) * episode_chunks + 1] for p in passes]
-    )
-    return out
+def episodes_of(segments: dict, length: int) -> dict:
+    """Sparse-reward rollouts: (n_envs, k * L) segments of aligned episodes -> (n_envs * k, L) segments, one per
+    episode (each pass of n_envs episodes in turn, as the image agent stores them), with post-processed rewards; each
+    keeps the state after its last chunk (the next episode's first state, never bootstrapped: the episode is done)."""
+    passes = [slice(p * length, (p + 1) * length) for p in range(segments["rewards"].shape[1] // length)]
+    rewards = [postprocess_sparse_rewards(segments["rewards"][:, p], segments["dones"][:, p]) for p in passes]
+    return {
+        "states": np.concatenate([segments["states"][:, p.start : p.stop + 1] for p in passes]),
+        "actions": np.concatenate([segments["actions"][:, p] for p in passes]),
+        "rewards": np.concatenate(rewards),
+        "dones": np.concatenate([segments["dones"][:, p] for p in passes]),
+    }
+
+
+def episode_tracker(num_envs: int) -> dict:
+    return {"return": np.zeros(num_envs), "length": np.zeros(num_envs, int), "success": np.zeros(num_envs, bool)}
 
 
 # Evaluation
@@ -1085,6 +1067,7 @@ if __name__ == "__main__":
     task = check_args(args)
     args = apply_domain_defaults(args, task)
     domain = DOMAINS[task.domain]
+    sparse = domain["sparse"]
     print(f"task: {task.env_id} (data {task.dataset_id}, {task.domain} settings of the official configs)")
 
     # TRY NOT TO MODIFY: seeding
@@ -1093,23 +1076,23 @@ if __name__ == "__main__":
     key = jax.random.PRNGKey(args.seed)
     init_key, pretrain_key, finetune_key, eval_key = jax.random.split(key, 4)
 
+    def make_eval_envs(normalizer):
+        return [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
+
     if args.load_model:
-        eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
         policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
-        result = evaluate(eval_envs, policy, actor_params, eval_key, args.eval_episodes, seed=10**6 * (args.seed + 1))
+        result = evaluate(make_eval_envs(normalizer), policy, actor_params, eval_key, args.eval_episodes, 10**6)
         print(f"{task.env_id}: return {result['episodic_return']:.1f}, success {result['success']:.3f}")
         raise SystemExit(0)
 
-    # Data: a saved pretrained policy brings its own normalisation; pretraining needs the dataset (checked first).
+    # Data: a pretrained policy brings its own normalisation; pretraining needs the dataset (a missing one stops here).
     checkpoint = load_checkpoint(resume_dir) if resume_dir else None
     phase = checkpoint["phase"] if checkpoint is not None else ("finetune" if args.pretrained else "pretrain")
     if args.pretrained:
         saved, nets, pretrained_params, normalizer = load_policy(args.pretrained)
-        arch = ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")
-        if any(getattr(saved, f) != getattr(args, f) for f in arch):
-            print(f"architecture from {args.pretrained}: " + ", ".join(f"{f}={getattr(saved, f)}" for f in arch))
-            args = dataclasses.replace(args, **{f: getattr(saved, f) for f in arch})
-        args = dataclasses.replace(args, pretrain_steps=0)
+        architecture = {f: getattr(saved, f) for f in ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")}
+        args = dataclasses.replace(args, pretrain_steps=0, **architecture)
+        print(f"pretrained policy: {args.pretrained} ({architecture})")
     elif phase == "pretrain":
         episodes = load_episodes(task, args)
         data, normalizer = pretraining_data(episodes, args.horizon)
@@ -1117,37 +1100,26 @@ if __name__ == "__main__":
         if num_windows == 0:
             raise SystemExit(f"error: the dataset {task.dataset_id} has no episode of {args.horizon} steps or more")
         if args.pretrain_steps is None:  # the official number of epochs
-            args = dataclasses.replace(
-                args, pretrain_steps=domain["pretrain_epochs"] * -(-num_windows // args.pretrain_batch_size)
-            )
-        print(
-            f"dataset: {len(episodes)} episodes, {num_windows} action windows; {args.pretrain_steps} pretraining steps"
-        )
+            steps_per_epoch = -(-num_windows // args.pretrain_batch_size)
+            args = dataclasses.replace(args, pretrain_steps=domain["pretrain_epochs"] * steps_per_epoch)
+        print(f"dataset: {len(episodes)} episodes, {num_windows} action windows, {args.pretrain_steps} pretrain steps")
     if checkpoint is not None:
         normalizer = {k: np.asarray(v, np.float32) for k, v in checkpoint["normalizer"].items()}
 
-    envs_cls = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
-    env_kwargs = dict(context="spawn") if args.async_envs else {}
-    envs = envs_cls(
-        [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-        **env_kwargs,
-    )
-    eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
+    vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
+    env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
+    envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    eval_envs = make_eval_envs(normalizer)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[1]
     if normalizer["obs_min"].shape != (obs_dim,) or normalizer["action_min"].shape != (action_dim,):
-        raise SystemExit(
-            f"error: the policy's observation/action sizes do not match {task.env_id} ({obs_dim}, {action_dim})"
-        )
+        raise SystemExit(f"error: the policy's observation or action size does not match {task.env_id}'s")
     nets = make_networks(args, action_dim)
 
     global_step = int(checkpoint["global_step"]) if checkpoint is not None else 0
+    run_dir = resume_dir or os.path.join("runs", f"{task.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     if resume_dir:
-        run_dir = resume_dir
-        print(f"resuming {run_dir} from step {global_step} ({checkpoint['phase']})")
+        print(f"resuming {run_dir} from step {global_step} ({phase})")
     else:
-        run_name = f"{task.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir = os.path.join("runs", run_name)
         os.makedirs(run_dir, exist_ok=True)
         save_args(run_dir, args)
     print(f"run folder: {run_dir}")
@@ -1164,31 +1136,28 @@ if __name__ == "__main__":
         )
     writer = SummaryWriter(run_dir, purge_step=global_step + 1 if resume_dir else None)
     if not resume_dir:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
-        )
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
 
     policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
 
     def run_evaluation(actor_params, iteration: int, step: int) -> dict:
         if args.eval_episodes == 0:
             return {}
-        seed = 10**6 * (args.seed + 1) + 1000 * iteration  # fresh episodes and noise at every evaluation
-        result = evaluate(
-            eval_envs, policy, actor_params, jax.random.fold_in(eval_key, iteration), args.eval_episodes, seed
-        )
+        seed, key = 10**6 * (args.seed + 1) + 1000 * iteration, jax.random.fold_in(eval_key, iteration)  # fresh
+        result = evaluate(eval_envs, policy, actor_params, key, args.eval_episodes, seed)
         for k, v in result.items():
-            if k != "success" or domain["sparse"]:
+            if k != "success" or sparse:
                 writer.add_scalar(f"eval/{k}", v, step)
-        success = f", success {result['success']:.3f}" if domain["sparse"] else ""
+        success = f", success {result['success']:.3f}" if sparse else ""
         tqdm.write(f"iteration {iteration} (step {step}): eval return {result['episodic_return']:.1f}{success}")
         return result
 
-    def stop_on_nan(where: str, step: int, last_good: str):
+    def stop_on_nan(step: int, where: str, model_name: str, actor_params, critic_params=None):
+        path = save_policy(os.path.join(run_dir, model_name), actor_params, critic_params, normalizer)
         writer.close()
         raise SystemExit(
-            f"error: the loss became NaN or infinite at step {step} ({where}). Last good parameters saved to {last_good}."
+            f"error: the loss became NaN or infinite at step {step} ({where}). Last good parameters: {path}"
         )
 
     start_time = time.time()
@@ -1197,163 +1166,118 @@ if __name__ == "__main__":
     if phase == "pretrain":
         tx_pretrain, pretrain_schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
         params = init_actor(init_key, nets, obs_dim)
-        pretrain_state = PretrainState(params, params, tx_pretrain.init(params))
-        pretrain_step = 0
+        pretrain_state, pretrain_step = PretrainState(params, params, tx_pretrain.init(params)), 0
         if checkpoint is not None:
             pretrain_state = flax.serialization.from_state_dict(pretrain_state, checkpoint["pretrain"])
             pretrain_step = int(checkpoint["pretrain_step"])
         device_data = jax.device_put(data)
-        chunk_fn = jax.jit(
-            partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx_pretrain, args=args),
-            static_argnames="num_steps",
-        )
+        chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx_pretrain, args=args)
+        chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
         progress = tqdm(total=args.pretrain_steps, initial=pretrain_step, desc="pretrain", smoothing=0.1)
-        chunks_done = 0
         while pretrain_step < args.pretrain_steps:
             num_steps = min(args.pretrain_log_every, args.pretrain_steps - pretrain_step)
             chunk_start = time.time()
             new_state, losses = chunk_fn(pretrain_state, device_data, pretrain_step, pretrain_key, num_steps=num_steps)
             losses = np.asarray(losses)
             if not np.isfinite(losses).all():
-                bad = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
-                path = save_policy(
-                    os.path.join(run_dir, "pretrained.flax"), pretrain_state.ema_params, None, normalizer
-                )
-                stop_on_nan("pretraining", bad, path)
-            pretrain_state, pretrain_step, chunks_done = new_state, pretrain_step + num_steps, chunks_done + 1
+                bad_step = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
+                stop_on_nan(bad_step, "pretraining", "pretrained.flax", pretrain_state.ema_params)
+            pretrain_state, pretrain_step = new_state, pretrain_step + num_steps
             progress.update(num_steps)
             writer.add_scalar("losses/pretrain_loss", float(losses.mean()), pretrain_step)
             writer.add_scalar("charts/learning_rate", float(pretrain_schedule(pretrain_step - 1)), pretrain_step)
             writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), pretrain_step)
+            chunk_index = pretrain_step // args.pretrain_log_every
             if (
                 args.checkpoint_every
-                and chunks_done % args.checkpoint_every == 0
+                and chunk_index % args.checkpoint_every == 0
                 and pretrain_step < args.pretrain_steps
             ):
-                pretrain_content = {"pretrain": pretrain_state, "pretrain_step": pretrain_step}
-                save_checkpoint(
-                    run_dir,
-                    dict(phase="pretrain", global_step=pretrain_step, normalizer=normalizer, **pretrain_content),
-                )
+                content = dict(pretrain=pretrain_state, pretrain_step=pretrain_step, normalizer=normalizer)
+                save_checkpoint(run_dir, dict(phase="pretrain", global_step=pretrain_step, **content))
         progress.close()
         pretrained_params = pretrain_state.ema_params
         path = save_policy(os.path.join(run_dir, "pretrained.flax"), pretrained_params, None, normalizer)
         print(f"pretrained policy (EMA weights) saved to {path}")
 
-    # Phase 2: fine-tuning. The previous iteration's policy starts as the pretrained one.
+    # Phase 2: fine-tuning, starting from the pretrained policy, which is also the first trust-region reference.
     tx_actor, actor_schedule = actor_optimizer(args)
     tx_critic = optax.adam(args.critic_lr)  # AdamW with weight decay 0
     critic_state = init_critic(jax.random.fold_in(init_key, 1), nets, obs_dim, tx_critic)
-    iteration, actor_updates, reward_ema = 0, 0, -1.0
-    sparse, clip = domain["sparse"], domain["q_target_clip"]
     episode_chunks = chunks_per_episode(task, args.horizon) if sparse else args.steps_per_iteration
-    capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
-    buffer = {
-        "states": np.zeros((0, episode_chunks + 1, obs_dim), np.float32),
-        "actions": np.zeros((0, episode_chunks, nets.actor.output_dim), np.float32),
-        "rewards": np.zeros((0, episode_chunks), np.float32),
-        "dones": np.zeros((0, episode_chunks), np.float32),
-    }
-    if checkpoint is not None and checkpoint["phase"] == "finetune":
+    segments_per_iteration = args.num_envs * (args.steps_per_iteration // episode_chunks)
+    capacity = args.buffer_episodes * segments_per_iteration
+    if checkpoint is not None and phase == "finetune":
         template = init_actor(init_key, nets, obs_dim)
-        actor_state = flax.serialization.from_state_dict(
-            ActorState(template, tx_actor.init(template)), checkpoint["actor"]
-        )
-        old_params = flax.serialization.from_state_dict(actor_state.params, checkpoint["old_actor"])
-        critic_state = flax.serialization.from_state_dict(critic_state, checkpoint["critic"])
+        restore = flax.serialization.from_state_dict
+        actor_state = restore(ActorState(template, tx_actor.init(template)), checkpoint["actor"])
+        old_params = restore(template, checkpoint["old_actor"])
+        critic_state = restore(critic_state, checkpoint["critic"])
         buffer = {k: np.asarray(v) for k, v in checkpoint["buffer"].items()}
         iteration, actor_updates = int(checkpoint["iteration"]), int(checkpoint["actor_updates"])
-        reward_ema = float(checkpoint["reward_ema"])
-        eval_result = {}
+        reward_ema, eval_result = float(checkpoint["reward_ema"]), {}
     else:
-        actor_state = ActorState(pretrained_params, tx_actor.init(pretrained_params))
-        old_params = pretrained_params
-        global_step = args.pretrain_steps
+        actor_state, old_params = ActorState(pretrained_params, tx_actor.init(pretrained_params)), pretrained_params
+        buffer = {"states": np.zeros((0, episode_chunks + 1, obs_dim), np.float32)} | {
+            k: np.zeros((0, episode_chunks, *shape), np.float32)
+            for k, shape in (("actions", (nets.actor.output_dim,)), ("rewards", ()), ("dones", ()))
+        }
+        iteration, actor_updates, reward_ema, global_step = 0, 0, -1.0, args.pretrain_steps
         eval_result = run_evaluation(actor_state.params, 0, global_step)
-    step_offset = args.pretrain_steps
     env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
 
-    def checkpoint_content(iteration: int, global_step: int) -> dict:
-        return dict(
-            phase="finetune",
-            global_step=global_step,
-            normalizer=normalizer,
-            iteration=iteration,
-            actor=actor_state,
-            old_actor=old_params,
-            critic=critic_state,
-            buffer=buffer,
-            actor_updates=actor_updates,
-            reward_ema=reward_ema,
+    def save_finetune_checkpoint():
+        content = dict(actor=actor_state, old_actor=old_params, critic=critic_state, buffer=buffer)
+        counters = dict(iteration=iteration, actor_updates=actor_updates, reward_ema=reward_ema)
+        save_checkpoint(
+            run_dir, dict(phase="finetune", global_step=global_step, normalizer=normalizer, **content, **counters)
         )
 
     if args.checkpoint_every and iteration == 0:
-        save_checkpoint(run_dir, checkpoint_content(0, global_step))
+        save_finetune_checkpoint()
 
     explore_fn = jax.jit(partial(explore, nets, args=args))
-    critic_fn = jax.jit(partial(critic_round, nets=nets, tx=tx_critic, args=args, clip=clip))
+    critic_fn = jax.jit(partial(critic_round, nets=nets, tx=tx_critic, args=args, clip=domain["q_target_clip"]))
     actor_fn = jax.jit(partial(actor_step, nets=nets, tx=tx_actor, args=args))
 
     obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0]
-    tracker = {
-        "return": np.zeros(args.num_envs),
-        "length": np.zeros(args.num_envs, int),
-        "success": np.zeros(args.num_envs, bool),
-    }
-    progress = tqdm(
-        total=args.iterations * args.steps_per_iteration, initial=iteration * args.steps_per_iteration, desc="fine-tune"
-    )
+    tracker = episode_tracker(args.num_envs)
+    total = args.iterations * args.steps_per_iteration
+    progress = tqdm(total=total, initial=iteration * args.steps_per_iteration, desc="fine-tune")
     finetune_start, first_iteration = time.time(), iteration
     while iteration < args.iterations:
         iteration += 1
-        iteration_key = jax.random.fold_in(finetune_key, iteration)
-        rng = np.random.default_rng([args.seed, iteration])
-        timer = time.time()
-        if sparse:  # every iteration starts new episodes, seeded by the iteration
-            obs = envs.reset(seed=int(np.random.SeedSequence([args.seed, iteration]).generate_state(1)[0]))[0]
-            tracker = {k: np.zeros_like(v) for k, v in tracker.items()}
-        progress.set_postfix_str(f"iteration {iteration}: rollout")
-        fresh, obs, finished = collect(
-            envs,
-            obs,
-            tracker,
-            explore_fn,
-            actor_state.params,
-            jax.random.fold_in(iteration_key, 0),
-            args.steps_per_iteration,
-            progress,
-        )
-        if sparse:  # one segment per episode; rewards post-processed per pass of `num_envs` episodes
-            fresh = split_episodes(fresh, episode_chunks)
-            num_passes = args.steps_per_iteration // episode_chunks
-            rewards = fresh["rewards"].reshape(num_passes, args.num_envs, episode_chunks)
-            dones = fresh["dones"].reshape(num_passes, args.num_envs, episode_chunks)
-            fresh["rewards"] = np.concatenate(
-                [postprocess_sparse_rewards(r, d) for r, d in zip(rewards, dones, strict=True)]
-            )
-        rollout_time = time.time() - timer
-        global_step = step_offset + iteration * env_steps_per_iteration
+        iteration_key, rng = jax.random.fold_in(finetune_key, iteration), np.random.default_rng([args.seed, iteration])
+        global_step = args.pretrain_steps + iteration * env_steps_per_iteration
 
+        # Rollout: exploration with the current policy; sparse-reward tasks start new episodes, seeded by the iteration.
+        timer = time.time()
+        progress.set_postfix_str(f"iteration {iteration}: rollout")
+        if sparse:
+            obs = envs.reset(seed=int(np.random.SeedSequence([args.seed, iteration]).generate_state(1)[0]))[0]
+            tracker = episode_tracker(args.num_envs)
+        rollout = (actor_state.params, jax.random.fold_in(iteration_key, 0), args.steps_per_iteration, progress)
+        fresh, obs, finished = collect(envs, obs, tracker, explore_fn, *rollout)
+        fresh = episodes_of(fresh, episode_chunks) if sparse else fresh
+        rollout_time = time.time() - timer
         if args.reward_scale < 0:
             reward_ema = update_reward_ema(reward_ema, fresh["rewards"])
         reward_scale = reward_scale_from(reward_ema) if args.reward_scale < 0 else args.reward_scale
 
+        # Critic rounds, each followed by actor steps once the critic has warmed up.
         critic_time, actor_time, critic_infos, actor_infos = 0.0, 0.0, [], []
         for round_index in range(args.critic_rounds):
             progress.set_postfix_str(f"iteration {iteration}: critic round {round_index + 1}/{args.critic_rounds}")
             round_key = jax.random.fold_in(iteration_key, round_index + 1)
             segments = mix_segments(rng, fresh, buffer, args, sparse)
             timer = time.time()
-            new_critic, infos = critic_fn(
-                critic_state, actor_state.params, critic_batch(segments, reward_scale, sparse), round_key
-            )
+            batch = critic_batch(segments, reward_scale, sparse)
+            new_critic, infos = critic_fn(critic_state, actor_state.params, batch, round_key)
             infos = jax.device_get(infos)
             critic_time += time.time() - timer
             if not np.isfinite(infos["critic_loss"]).all():
-                path = save_policy(
-                    os.path.join(run_dir, f"{args.exp_name}.flax"), actor_state.params, critic_state.params, normalizer
-                )
-                stop_on_nan(f"iteration {iteration}, critic round {round_index + 1}", global_step, path)
+                where = f"iteration {iteration}, critic round {round_index + 1}"
+                stop_on_nan(global_step, where, f"{args.exp_name}.flax", actor_state.params, critic_state.params)
             critic_state = new_critic
             critic_infos.append({k: v[-1] for k, v in infos.items()})
             if iteration <= args.critic_warmup_iterations:
@@ -1361,30 +1285,23 @@ if __name__ == "__main__":
             timer = time.time()
             for j in range(args.actor_steps // args.critic_rounds):
                 states, weights = actor_batch(segments, j, rng, args, sparse)
-                actor_key = jax.random.fold_in(round_key, 1000 + j)
-                new_actor, info = actor_fn(actor_state, old_params, critic_state.params, states, weights, actor_key)
+                step_key = jax.random.fold_in(round_key, 1000 + j)
+                new_actor, info = actor_fn(actor_state, old_params, critic_state.params, states, weights, step_key)
                 info = jax.device_get(info)
                 if not np.isfinite(info["actor_loss"]):
-                    path = save_policy(
-                        os.path.join(run_dir, f"{args.exp_name}.flax"),
-                        actor_state.params,
-                        critic_state.params,
-                        normalizer,
-                    )
-                    stop_on_nan(f"iteration {iteration}, actor step {actor_updates + 1}", global_step, path)
+                    where = f"iteration {iteration}, actor step {actor_updates + 1}"
+                    stop_on_nan(global_step, where, f"{args.exp_name}.flax", actor_state.params, critic_state.params)
                 actor_state, actor_updates = new_actor, actor_updates + 1
                 actor_infos.append(info)
             actor_time += time.time() - timer
-
         buffer = append_segments(buffer, fresh, capacity)
         old_params = actor_state.params  # the trust region's reference for the next iteration
 
-        # Logging
-        for k in critic_infos[0]:
-            writer.add_scalar(f"losses/{k}", float(np.mean([info[k] for info in critic_infos])), global_step)
-        for k in actor_infos[0] if actor_infos else []:
-            name = f"losses/{k}" if k.endswith("loss") else f"charts/{k}"
-            writer.add_scalar(name, float(np.mean([info[k] for info in actor_infos])), global_step)
+        # TRY NOT TO MODIFY: logging, evaluation, checkpoint
+        for infos, prefix in ((critic_infos, "losses"), (actor_infos, None)):
+            for k in infos[0] if infos else []:
+                name = f"{prefix or ('losses' if k.endswith('loss') else 'charts')}/{k}"
+                writer.add_scalar(name, float(np.mean([info[k] for info in infos])), global_step)
         writer.add_scalar("charts/actor_learning_rate", float(actor_schedule(max(actor_updates - 1, 0))), global_step)
         writer.add_scalar("charts/reward_scale", reward_scale, global_step)
         if finished:
@@ -1395,27 +1312,23 @@ if __name__ == "__main__":
                 writer.add_scalar("charts/success", successes.mean(), global_step)
         for name, seconds in (("rollout", rollout_time), ("critic", critic_time), ("actor", actor_time)):
             writer.add_scalar(f"charts/{name}_seconds", seconds, global_step)
-        sps = (iteration - first_iteration) * env_steps_per_iteration / (time.time() - finetune_start)
-        writer.add_scalar("charts/SPS", sps, global_step)
+        elapsed = time.time() - finetune_start
+        writer.add_scalar("charts/SPS", (iteration - first_iteration) * env_steps_per_iteration / elapsed, global_step)
         if iteration % args.eval_every == 0 or iteration == args.iterations:
             eval_result = run_evaluation(actor_state.params, iteration, global_step)
         if args.checkpoint_every and iteration % args.checkpoint_every == 0 and iteration < args.iterations:
-            save_checkpoint(run_dir, checkpoint_content(iteration, global_step))
+            save_finetune_checkpoint()
     progress.close()
     envs.close()
 
     if args.save_model:
-        path = save_policy(
-            os.path.join(run_dir, f"{args.exp_name}.flax"), actor_state.params, critic_state.params, normalizer
-        )
-        print(f"model saved to {path}")
-    wall_time = time.time() - start_time
+        path = os.path.join(run_dir, f"{args.exp_name}.flax")
+        print(f"model saved to {save_policy(path, actor_state.params, critic_state.params, normalizer)}")
     env_steps = (args.iterations - first_iteration) * env_steps_per_iteration
     final = f"final return {eval_result['episodic_return']:.1f}" if eval_result else "no evaluation"
-    if eval_result and sparse:
-        final += f", success {eval_result['success']:.3f}"
+    final += f", success {eval_result['success']:.3f}" if eval_result and sparse else ""
     print(
-        f"{task.env_id}: {final} over {args.eval_episodes} episodes | wall time {wall_time:.0f} s | "
+        f"{task.env_id}: {final} over {args.eval_episodes} episodes | wall time {time.time() - start_time:.0f} s | "
         f"{env_steps / max(time.time() - finetune_start, 1e-9):.0f} env steps/s while fine-tuning"
     )
     writer.close()

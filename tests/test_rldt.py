@@ -192,6 +192,7 @@ def test_pretraining_does_not_depend_on_how_the_steps_are_chunked(setup):
         "actions": rng.uniform(-1, 1, (40, ACTION_DIM)).astype(np.float32),
         "starts": np.arange(39, dtype=np.int32),
     }
+    data = jax.device_put(data)
     tx, _, ema_start = rldt.pretrain_optimizer(args, 20, rldt.DOMAINS["gym"])
     chunk = jax.jit(
         lambda state, first, num_steps: rldt.pretrain_chunk(
@@ -277,6 +278,21 @@ def test_sparse_reward_postprocessing_and_success_mask():
     mask, done = rldt.success_mask(processed, dones)
     np.testing.assert_array_equal(mask, [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 0, 1, 0, 1]])
     np.testing.assert_array_equal(done, [[0, 0, 0, 1, 1], [0, 1, 0, 0, 1], [1, 1, 1, 1, 1]])
+
+
+def test_sparse_rollouts_become_one_segment_per_episode():
+    # 2 environments x 2 episodes of 3 chunks; the state after each episode's last chunk is the next one's first.
+    states = np.arange(2 * 7, dtype=np.float32).reshape(2, 7, 1)
+    rewards = np.array([[0, 4, 4, 0, 0, 2], [0, 0, 0, 4, 0, 0]], np.float32)
+    dones = np.array([[0, 0, 1, 0, 0, 1]] * 2, np.float32)
+    rollout = {"states": states, "actions": states[:, :-1], "rewards": rewards, "dones": dones}
+    episodes = rldt.episodes_of(rollout, 3)
+    np.testing.assert_array_equal(
+        episodes["states"][:, :, 0], [[0, 1, 2, 3], [7, 8, 9, 10], [3, 4, 5, 6], [10, 11, 12, 13]]
+    )
+    np.testing.assert_array_equal(episodes["actions"][:, :, 0], [[0, 1, 2], [7, 8, 9], [3, 4, 5], [10, 11, 12]])
+    # Post-processed per pass: the first pass's largest reward is 4, the second's 4 as well.
+    np.testing.assert_allclose(episodes["rewards"], [[0, 1, 0], [0, 0, 0], [0, 0, 0.5], [1, -1, 0]])
 
 
 def segments(num: int, first_id: int, solved=()) -> dict:
