@@ -1106,11 +1106,8 @@ if __name__ == "__main__":
     if checkpoint is not None:
         normalizer = {k: np.asarray(v, np.float32) for k, v in checkpoint["normalizer"].items()}
 
-    vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
-    env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
-    envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    eval_envs = make_eval_envs(normalizer)
-    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[1]
+    eval_envs, probe = make_eval_envs(normalizer), make_env(task, args.horizon, normalizer)
+    obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[1]
     if normalizer["obs_min"].shape != (obs_dim,) or normalizer["action_min"].shape != (action_dim,):
         raise SystemExit(f"error: the policy's observation or action size does not match {task.env_id}'s")
     nets = make_networks(args, action_dim)
@@ -1236,11 +1233,14 @@ if __name__ == "__main__":
     if args.checkpoint_every and iteration == 0:
         save_finetune_checkpoint()
 
+    vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
+    env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
+    envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED) if args.iterations else None
     explore_fn = jax.jit(partial(explore, nets, args=args))
     critic_fn = jax.jit(partial(critic_round, nets=nets, tx=tx_critic, args=args, clip=domain["q_target_clip"]))
     actor_fn = jax.jit(partial(actor_step, nets=nets, tx=tx_actor, args=args))
 
-    obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0]
+    obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0] if envs else None
     tracker = episode_tracker(args.num_envs)
     total = args.iterations * args.steps_per_iteration
     progress = tqdm(total=total, initial=iteration * args.steps_per_iteration, desc="fine-tune")
@@ -1319,7 +1319,8 @@ if __name__ == "__main__":
         if args.checkpoint_every and iteration % args.checkpoint_every == 0 and iteration < args.iterations:
             save_finetune_checkpoint()
     progress.close()
-    envs.close()
+    if envs:
+        envs.close()
 
     if args.save_model:
         path = os.path.join(run_dir, f"{args.exp_name}.flax")

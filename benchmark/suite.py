@@ -284,6 +284,8 @@ def launch(commands: list[list[str]], args: Args) -> list[int]:
 # the official code fine-tunes one pretrained checkpoint per task. A block of its own, run in two stages.
 RLDT_VARIANTS = {"rldt": (), "rldt-delta": ("--svgd-type", "delta"), "rldt-temp0": ("--svgd-temp", "0")}
 RLDT_QUICK_ACTOR = ("--actor-hidden-dims", "256", "256", "256")
+RLDT_QUICK_HOPPER = ("--num-envs", "10", "--eval-episodes", "20")
+RLDT_QUICK_CUBE = ("--num-envs", "16", "--eval-episodes", "48")
 RLDT_QUICK_FINETUNE = (
     "--iterations",
     "10",
@@ -306,8 +308,8 @@ RLDT_PROFILES = {  # profile: (tasks, seeds, {task: (pretraining flags, fine-tun
         [0, 1],
         {
             "hopper": (
-                ("--pretrain-steps", "30000", *RLDT_QUICK_ACTOR),
-                ("--num-envs", "10", "--steps-per-iteration", "100", "--eval-episodes", "20", *RLDT_QUICK_FINETUNE),
+                ("--pretrain-steps", "30000", *RLDT_QUICK_HOPPER, *RLDT_QUICK_ACTOR),
+                ("--steps-per-iteration", "100", *RLDT_QUICK_HOPPER, *RLDT_QUICK_FINETUNE),
             ),
             "cube-single": (
                 (
@@ -319,9 +321,10 @@ RLDT_PROFILES = {  # profile: (tasks, seeds, {task: (pretraining flags, fine-tun
                     "1e-3",
                     "--pretrain-min-lr",
                     "1e-4",
+                    *RLDT_QUICK_CUBE,
                     *RLDT_QUICK_ACTOR,
                 ),
-                ("--num-envs", "16", "--eval-episodes", "48", *RLDT_QUICK_FINETUNE),
+                (*RLDT_QUICK_CUBE, *RLDT_QUICK_FINETUNE),
             ),
         },
     ),
