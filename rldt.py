@@ -196,7 +196,7 @@ LOCOMOTION = {
 }
 # OGBench manipulation, the stand-in for Robomimic: default task, episode length, demonstration noise to suggest.
 MANIPULATION = {
-    "cube-single": (2, 200, 0.5),
+    "cube-single": (2, 200, 0.3),
     "cube-double": (2, 500, 0.3),
     "scene": (2, 750, 0.3),
     "puzzle-3x3": (4, 500, 0.3),
