@@ -106,3 +106,20 @@ def euler_sample(
 def polyak_update(target_params, online_params, tau: float):
     """target <- tau * online + (1 - tau) * target, leaf by leaf."""
     return jax.tree.map(lambda target, online: tau * online + (1.0 - tau) * target, target_params, online_params)
+
+
+# Added with rldt.py, which needs the intermediate points x_k of the Euler chain (fm_irl.py's scanned sampler can take
+# the endpoint of the same function).
+def euler_chain(
+    velocity_fn: Callable[[jax.Array, jax.Array], jax.Array], x0: jax.Array, flow_steps: int
+) -> tuple[jax.Array, jax.Array]:
+    """The unclipped Euler integration of `euler_sample`, keeping every point: returns (x_K, chain) where
+    chain[k] = x_k for k = 0..K (shape (K + 1, *x0.shape)); x_k is where the velocity was evaluated at t = k / K."""
+
+    def step(x, i):
+        t = jnp.full((*x.shape[:-1], 1), i / flow_steps, dtype=x.dtype)
+        x = x + velocity_fn(x, t) / flow_steps
+        return x, x
+
+    x1, points = jax.lax.scan(step, x0, jnp.arange(flow_steps))
+    return x1, jnp.concatenate([x0[None], points])

@@ -1,6 +1,7 @@
 """Gradient steps per second of each method's offline update at the paper configuration, compile time separate.
 
     python benchmark/speed.py --algo fql --steps 2000
+    python benchmark/speed.py --algo rldt     # seconds per fine-tuning iteration instead (rldt_iteration_speed)
 
 Random data with cube-single's shapes (obs 28, action 5) is placed on the device; the method's own jitted
 `train_chunk` runs `--chunk` gradient steps per call. Compile time is measured with `lower().compile()`; the
@@ -14,14 +15,16 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 
+import gymnasium as gym
 import jax
 import numpy as np
+import optax
 import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-ALGOS = ("fql", "fino")  # the method files whose offline update this script measures
+ALGOS = ("fql", "fino", "rldt")  # the method files this script measures
 
 
 @dataclass
@@ -29,7 +32,7 @@ class Args:
     """Gradient steps per second of a method's offline update at the paper configuration, compile time separate."""
 
     algo: str = "fql"
-    """the algorithm file to measure (fql, fino)"""
+    """the algorithm file to measure (fql, fino, rldt)"""
     steps: int = 2000
     """timed gradient steps (rounded up to whole chunks)"""
     chunk: int = 500
@@ -46,6 +49,15 @@ class Args:
     """observation size of the random data (cube-single's 28)"""
     action_dim: int = 5
     """action size of the random data (cube-single's 5)"""
+    # rldt: seconds per fine-tuning iteration instead of gradient steps per second (see rldt_iteration_speed)
+    rldt_num_envs: int = 100
+    """rldt: parallel Hopper-v5 environments (the paper's 100)"""
+    rldt_rollout_steps: int = 500
+    """rldt: chunk-steps per environment to time (the paper's 500 per iteration); fewer are scaled up to 500"""
+    rldt_critic_rounds: int = 16
+    """rldt: critic rounds (of 32 steps) to time, out of the iteration's 16; fewer are scaled up to 16"""
+    rldt_actor_steps: int = 32
+    """rldt: actor steps to time, out of the iteration's 32; fewer are scaled up to 32"""
 
 
 def fail(flag: str, value, why: str):
@@ -114,7 +126,89 @@ def main(bench: Args) -> tuple[float, float]:
     return steps_per_second, compile_time
 
 
+# A unit normalisation (the benchmark has no dataset): observations and actions pass through unchanged.
+RLDT_UNIT_NORMALIZER = {k: np.full(n, v, np.float32) for k, n, v in (("obs_min", 11, -1), ("obs_max", 11, 1))} | {
+    k: np.full(3, v, np.float32) for k, v in (("action_min", -1), ("action_max", 1))
+}
+
+
+# rldt: one fine-tuning iteration at the paper's gym configuration (Hopper-v5, 100 envs x 500 chunks of 4 actions,
+# 16 critic rounds of 32 full-batch steps on 100 segments, 32 actor steps on 13 segments x 8 particles), timed in its
+# three parts with a random policy and random critic data of the right shapes. Compile time is measured separately.
+def rldt_iteration_speed(bench: Args) -> tuple[float, float]:
+    import rldt
+
+    task = rldt.resolve_task("hopper", None)
+    args = rldt.apply_domain_defaults(rldt.Args(env_id="hopper", num_envs=bench.rldt_num_envs), task)
+    envs = gym.vector.SyncVectorEnv(
+        [partial(rldt.make_env, task, args.horizon, RLDT_UNIT_NORMALIZER) for _ in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+    )
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[1]
+    nets = rldt.make_networks(args, action_dim)
+    actor = rldt.init_actor(jax.random.PRNGKey(0), nets, obs_dim)
+    tx_actor, _ = rldt.actor_optimizer(args)
+    tx_critic = optax.adam(args.critic_lr)
+    actor_state = rldt.ActorState(actor, tx_actor.init(actor))
+    critic_state = rldt.init_critic(jax.random.PRNGKey(1), nets, obs_dim, tx_critic)
+    rng = np.random.default_rng(0)
+    n, T, D = args.num_envs, args.steps_per_iteration, nets.actor.output_dim
+    batch = {
+        "states": rng.uniform(-1, 1, (n, T + 1, obs_dim)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, (n, T, D)).astype(np.float32),
+        "rewards": rng.normal(size=(n, T)).astype(np.float32),
+        "dones": (rng.uniform(size=(n, T)) < 0.01).astype(np.float32),
+        "loss_mask": np.ones((n, T), np.float32),
+    }
+    states, weights = rldt.actor_batch(batch, 0, rng, args, sparse=False)
+    key = jax.random.PRNGKey(2)
+
+    explore_fn = jax.jit(partial(rldt.explore, nets, args=args))
+    critic_fn = jax.jit(partial(rldt.critic_round, nets=nets, tx=tx_critic, args=args, clip=(-1e6, 1e6)))
+    actor_fn = jax.jit(partial(rldt.actor_step, nets=nets, tx=tx_actor, args=args))
+    obs = envs.reset(seed=0)[0]
+    start = time.perf_counter()
+    explore_fn = explore_fn.lower(actor, obs, key).compile()
+    critic_fn = critic_fn.lower(critic_state, actor, batch, key).compile()
+    actor_fn = actor_fn.lower(actor_state, actor, critic_state.params, states, weights, key).compile()
+    compile_time = time.perf_counter() - start
+
+    class Quiet:
+        def update(self, n):
+            pass
+
+    tracker = {"return": np.zeros(n), "length": np.zeros(n, int), "success": np.zeros(n, bool)}
+    start = time.perf_counter()
+    rldt.collect(envs, obs, tracker, explore_fn, actor, key, bench.rldt_rollout_steps, Quiet())
+    rollout = (time.perf_counter() - start) * T / bench.rldt_rollout_steps
+    critic_times, actor_times = [], []
+    for _ in range(bench.rldt_critic_rounds):
+        start = time.perf_counter()
+        critic_state, infos = critic_fn(critic_state, actor, batch, key)
+        jax.block_until_ready(infos)
+        critic_times.append(time.perf_counter() - start)
+    for _ in range(bench.rldt_actor_steps):
+        start = time.perf_counter()
+        actor_state, info = actor_fn(actor_state, actor, critic_state.params, states, weights, key)
+        jax.block_until_ready(info)
+        actor_times.append(time.perf_counter() - start)
+    critic = float(np.mean(critic_times)) * args.critic_rounds
+    actor_time = float(np.mean(actor_times)) * args.actor_steps
+    total = rollout + critic + actor_time
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()})")
+    print(
+        f"timed {bench.rldt_rollout_steps}/{T} rollout chunk-steps x {n} envs, {bench.rldt_critic_rounds}/"
+        f"{args.critic_rounds} critic rounds, {bench.rldt_actor_steps}/{args.actor_steps} actor steps (scaled up)"
+    )
+    print(f"rollout {rollout:.1f} s, critic {critic:.1f} s, actor {actor_time:.1f} s per iteration")
+    print(f"rldt: {total:.1f} s/iteration, compile {compile_time:.1f} s")
+    return total, compile_time
+
+
+BENCHMARKS = {"rldt": rldt_iteration_speed}  # methods whose speed is not gradient steps/s of an offline update
+
+
 if __name__ == "__main__":
     bench = tyro.cli(Args)
     check_args(bench)
-    main(bench)
+    BENCHMARKS.get(bench.algo, main)(bench)

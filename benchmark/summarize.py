@@ -97,6 +97,8 @@ class Args:
     """hardware the runs used; None: this machine's CPU and GPUs"""
     methods: list[str] | None = None
     """exp_names to summarise (e.g. fql fino); None: every run that logged `eval/success`"""
+    rldt: bool = False
+    """summarise rldt.py fine-tuning runs instead (return or success before and after fine-tuning; see summarize_rldt)"""
 
 
 @dataclass
@@ -422,5 +424,134 @@ def main(args: Args) -> None:
     print(f"{len(rows)} table rows from {len(all_runs)} runs written to {out_dir}")
 
 
+# rldt: fine-tuning runs of rldt.py and its ablations, one row per (task, method). Locomotion has no success rate, so
+# the metric is eval/episodic_return there and eval/success on manipulation; "before" is the evaluation of the
+# pretrained policy, logged before the first iteration. A block of its own, reached with --rldt.
+def load_rldt_run(run_dir: Path) -> dict | None:
+    args = json.loads((run_dir / "args.json").read_text())
+    values = defaultdict(dict)  # tag -> {step: value}
+    wall_times = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in read_events(path):
+            wall_times.append(event.wall_time)
+            for value in event.summary.value:
+                if value.tag.startswith("eval/") and value.HasField("simple_value"):
+                    values[value.tag][event.step] = value.simple_value
+    metric = "eval/success" if "eval/success" in values else "eval/episodic_return"
+    if metric not in values or args.get("iterations", 0) == 0:
+        return None
+    steps = np.array(sorted(values[metric]))
+    scale = 100.0 if metric == "eval/success" else 1.0
+    curve = scale * np.array([values[metric][step] for step in steps])
+    return dict(
+        path=run_dir,
+        args=args,
+        metric=metric,
+        steps=steps - steps[0],  # environment steps of fine-tuning
+        curve=curve,
+        start_time=min(wall_times),
+        minutes=(max(wall_times) - min(wall_times)) / 60,
+    )
+
+
+def summarize_rldt(args: Args) -> None:
+    runs_dir, out_dir = REPO_ROOT / args.runs_dir, REPO_ROOT / args.out_dir
+    groups = defaultdict(dict)  # (env_id, method, iterations) -> {seed: run}; later runs supersede earlier ones
+    for args_path in sorted(runs_dir.glob("*/args.json")):
+        saved = json.loads(args_path.read_text())
+        if args.methods is not None and saved["exp_name"] not in args.methods:
+            continue
+        run = load_rldt_run(args_path.parent)
+        if run is not None:
+            key = (saved["env_id"], saved["exp_name"], saved["iterations"])
+            if (
+                run["args"]["seed"] not in groups[key]
+                or run["start_time"] > groups[key][run["args"]["seed"]]["start_time"]
+            ):
+                groups[key][run["args"]["seed"]] = run
+    if not groups:
+        raise SystemExit(f"no rldt.py fine-tuning run under {runs_dir} has logged an evaluation yet")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "| task | method | metric | seeds | iterations x env steps | before fine-tuning | final | best | minutes/run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_task = defaultdict(list)
+    for (env_id, method, iterations), seeds in sorted(groups.items()):
+        runs = [run for run in seeds.values() if len(run["curve"]) == max(len(r["curve"]) for r in seeds.values())]
+        curves = np.array([run["curve"] for run in runs])
+        metric = "success (%)" if runs[0]["metric"] == "eval/success" else "return"
+        first = runs[0]["args"]
+        per_iteration = first["num_envs"] * first["steps_per_iteration"] * first["horizon"]
+        cells = [
+            f"`{env_id}`",
+            method,
+            metric,
+            str(len(runs)),
+            f"{iterations} x {format_steps(per_iteration)}",
+            f"{curves[:, 0].mean():.1f} ± {curves[:, 0].std():.1f}",
+            f"{curves[:, -1].mean():.1f} ± {curves[:, -1].std():.1f}",
+            f"{curves.max(axis=1).mean():.1f} ± {curves.max(axis=1).std():.1f}",
+            f"{np.mean([run['minutes'] for run in runs]):.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        by_task[env_id].append((method, runs[0]["steps"], curves, metric))
+    table = "\n".join(lines) + "\n"
+    (out_dir / "rldt.md").write_text("### rldt, fine-tuning\n\n" + table)
+    curve_paths = []
+    for env_id, rows in sorted(by_task.items()):
+        fig = Figure(figsize=(6, 4), layout="tight")
+        ax = fig.subplots()
+        for method, steps, curves, _ in rows:
+            mean, std = curves.mean(axis=0), curves.std(axis=0)
+            (line,) = ax.plot(steps, mean, marker="o", label=f"{method} ({len(curves)} seeds)")
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set(title=env_id, xlabel="environment steps of fine-tuning (0: the pretrained policy)", ylabel=rows[0][3])
+        ax.legend()
+        path = out_dir / "curves" / f"rldt-{env_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        curve_paths.append(path)
+    commands_path = out_dir / "commands.txt"
+    commands = (
+        commands_path.read_text() if commands_path.exists() else "(no commands.txt: benchmark/suite.py writes it)"
+    )
+    command = ["python", "benchmark/summarize.py", "--rldt", "--runs-dir", args.runs_dir, "--out-dir", args.out_dir]
+    command += ["--dataset-note", args.dataset_note] + (["--hardware", args.hardware] if args.hardware else [])
+    command += ["--methods", *args.methods] if args.methods else []
+    readme = [
+        "# Benchmark results: rldt.py",
+        "",
+        f"- Summary made on {datetime.date.today()} by `{shlex.join(command)}`.",
+        f"- Hardware: {args.hardware or describe_hardware() + ' (the machine this summary was made on)'}.",
+        f"- Software: {describe_software()}.",
+        f"- Datasets: {args.dataset_note}.",
+        "- Metric: `eval/success` in % (manipulation) or `eval/episodic_return` (locomotion), mean ± std over seeds "
+        "(numpy std, ddof=0). *before fine-tuning*: the pretrained policy (all methods start from the same one); "
+        "*final*: the last evaluation; *best*: the best evaluation of each run, averaged. *minutes/run*: wall-clock "
+        "from the first to the last logged event, JIT compilation included. `rldt-delta` and `rldt-temp0` are the "
+        "ablations `--svgd-type delta` and `--svgd-temp 0`.",
+        "",
+        "## Commands",
+        "",
+        "```",
+        commands.rstrip(),
+        "```",
+        "",
+        "## Results",
+        "",
+        table,
+        "## Learning curves",
+        "",
+        *(f"![{path.stem}](curves/{path.name})\n" for path in curve_paths),
+    ]
+    (out_dir / "README.md").write_text("\n".join(readme) + "\n")
+    print(f"{len(lines) - 2} rldt table rows written to {out_dir}")
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli_args = tyro.cli(Args)
+    if cli_args.rldt:
+        summarize_rldt(cli_args)
+    else:
+        main(cli_args)

@@ -495,6 +495,53 @@ def test_a_value_of_the_wrong_type_gets_tyros_message_and_status_2(script, argv,
     assert status == 2 and flag in stderr and "Traceback" not in stderr, stderr
 
 
+# rldt.py
+def rldt_broken_model(folder: str) -> None:
+    """A model file that is not msgpack, with a valid args.json beside it."""
+    with open(os.path.join(folder, "args.json"), "w") as f:
+        f.write('{"env_id": "Hopper-v5", "dataset_id": "mujoco/hopper/medium-v0"}')
+    with open(os.path.join(folder, "model.flax"), "wb") as f:
+        f.write(b"not a model")
+
+
+def rldt_demos_without_terminals(folder: str) -> None:
+    import numpy as np
+
+    np.savez(os.path.join(folder, "cube-single-singletask-task2-demos-v0.npz"), observations=np.zeros((4, 28)))
+
+
+CASES += [
+    Case("rldt.py", ["--env-id", "cheetah"], 2, "--env-id cheetah: unknown task"),
+    Case("rldt.py", ["--env-id", "Hopper-v5"], 2, "needs --dataset-id"),
+    Case("rldt.py", ["--num-envs", "0"], 2, "--num-envs 0: must be positive"),
+    Case("rldt.py", ["--num-envs", "1"], 2, "--num-envs 1: each critic needs its own segments"),
+    Case("rldt.py", ["--env-id", "cube-single", "--num-envs", "1"], 2, "at least 4 needed"),
+    Case("rldt.py", ["--env-id", "cube-single", "--steps-per-iteration", "30"], 2, "multiple of the 50 chunks"),
+    Case("rldt.py", ["--svgd-temp", "-1"], 2, "--svgd-temp -1.0: must be a finite number >= 0"),
+    Case("rldt.py", ["--discount", "1.5"], 2, "--discount 1.5: must be in [0, 1]"),
+    Case("rldt.py", ["--reward-scale", "0"], 2, "--reward-scale 0.0: must be a finite non-zero number"),
+    Case("rldt.py", ["--critic-steps", "500"], 2, "--critic-steps 500: must be a multiple of --critic-rounds 16"),
+    Case("rldt.py", ["--min-extrp-step", "8"], 2, "--min-extrp-step 8: must be in [0, 7]"),
+    Case("rldt.py", ["--actor-hidden-dims", "64", "64"], 2, "--actor-hidden-dims 64 64: give an odd number"),
+    Case("rldt.py", ["--time-dim", "5"], 2, "--time-dim 5: must be even"),
+    Case("rldt.py", ["--eval-every", "0"], 2, "--eval-every 0: must be positive"),
+    Case("rldt.py", ["--actor-lr", "nan"], 2, "--actor-lr nan: must be positive"),
+    Case("rldt.py", ["--resume", "{tmp}/nothing"], 1, "--resume {tmp}/nothing: cannot read"),
+    Case("rldt.py", ["--resume", "{tmp}/run", "--seed", "3"], 2, "error: --resume {tmp}/run: takes no other flag"),
+    Case("rldt.py", ["--pretrained", "{tmp}/missing.flax"], 1, "{tmp}/missing.flax not found"),
+    Case("rldt.py", ["--pretrained", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
+    Case("rldt.py", ["--load-model", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
+    Case("rldt.py", ["--env-id", "cube-single", "--dataset-dir", "{tmp}"], 1, "demonstration file not found"),
+    Case(
+        "rldt.py",
+        ["--env-id", "cube-single", "--dataset-dir", "{tmp}"],
+        1,
+        "lacks the keys ['actions', 'terminals']",
+        rldt_demos_without_terminals,
+    ),
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.script}:{' '.join(c.argv)}" for c in CASES])
 def test_bad_input_gives_one_clear_line(case: Case, tmp_path):
     if case.setup is not None:

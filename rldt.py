@@ -1,0 +1,1337 @@
+# RLDT: Reinforcement Learning for Flow-Matching Policies with Density Transport (Lei, Daniilidis, Loquercio,
+# arXiv:2606.08602, 2026); docs: docs/rldt.md
+"""Fine-tune a pretrained flow-matching policy online by SVGD density transport (RLDT), as the official code does.
+
+One run has two phases. Pretraining: flow-matching behaviour cloning of an action-chunk policy on the task's dataset
+(skipped with --pretrained). Fine-tuning: each iteration collects `--steps-per-iteration` action chunks in each of
+`--num-envs` environments, trains a twin critic by TD(lambda) on the trajectory segments (16 rounds of 32 steps), and
+after each round moves the policy's action density along an SVGD field built from the critic's action-gradients (2
+actor steps), with a consistency term and a trust region toward the previous iteration's policy.
+
+Logged x-axis: gradient steps while pretraining, then (pretraining steps + environment steps) while fine-tuning.
+Resume (--resume RUN_DIR) restores everything except the simulator state of episodes in progress. Locomotion episodes
+run across iterations, so a resumed run restarts them from a reset and its numbers drift from the uninterrupted run's;
+manipulation episodes end with each iteration, so a resumed run gives exactly the uninterrupted run's numbers.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal, NamedTuple
+
+import flax
+import flax.linen as nn
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+from common_flow import euler_chain, flow_matching_loss, polyak_update
+
+
+@dataclass
+class Args:
+    """RLDT: pretrain a flow policy by behaviour cloning, then fine-tune it online by SVGD density transport."""
+
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 0
+    """seed of the experiment (Python, NumPy, JAX, environment resets)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "flow-rl"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    save_model: bool = False
+    """whether to save the fine-tuned policy, the critics and the normalisation into `runs/{run_name}/{exp_name}.flax`"""
+    load_model: str | None = None
+    """path of a saved `.flax` file: skip training, load it (with the args.json beside it) and evaluate it"""
+    checkpoint_every: int = 0
+    """write `checkpoint.msgpack` every this many fine-tuning iterations (and pretraining chunks); 0: never"""
+    resume: str | None = None
+    """a run folder to continue from its checkpoint, with the arguments saved there (no other flag allowed)"""
+
+    # Environment and data
+    env_id: str = "hopper"
+    """`hopper`, `walker2d`, `halfcheetah` (Gymnasium v5 + Minari), an OGBench manipulation task (`cube-single`,
+    `cube-double`, `scene`, `puzzle-3x3`, optionally `-taskN`), or any Gymnasium id together with --dataset-id"""
+    dataset_id: str | None = None
+    """Minari dataset id for locomotion (default `mujoco/<env>/medium-v0`); for manipulation, the name of the
+    demonstration file in --dataset-dir (default `<env>-singletask-task<N>-demos-v0`)"""
+    dataset_dir: str = "~/.ogbench/data"
+    """folder holding the OGBench demonstration files (manipulation tasks only)"""
+    pretrained: str | None = None
+    """a `.flax` file saved by rldt.py (`pretrained.flax`, or a saved model): fine-tune it and skip pretraining"""
+    pretrain_steps: int | None = None
+    """pretraining gradient steps; default: the official number of epochs over the dataset (200 gym, 8000 robomimic)"""
+    pretrain_log_every: int = 5_000
+    """pretraining steps per jitted call, and between logs"""
+    iterations: int | None = None
+    """fine-tuning iterations; 0: pretrain and evaluate only; default: the paper's (56 gym, 180 robomimic)"""
+    num_envs: int | None = None
+    """parallel environments; default: the paper's (100 gym, 64 robomimic)"""
+    async_envs: bool = False
+    """step the environments in subprocesses (gymnasium AsyncVectorEnv) instead of in this process"""
+    steps_per_iteration: int | None = None
+    """action chunks per environment and iteration; default: 500 (gym), 2 episodes (manipulation, as robomimic)"""
+    eval_every: int | None = None
+    """evaluate every this many iterations, plus before fine-tuning and at the end; default 4 (gym), 9 (robomimic)"""
+    eval_episodes: int = 100
+    """number of evaluation episodes; 0: no evaluation"""
+
+    # Algorithm specific arguments
+    horizon: int = 4
+    """action chunk length H, executed open-loop (act_steps = horizon_steps in every RLDT config)"""
+    flow_steps: int = 8
+    """Euler steps K of the policy while fine-tuning"""
+    svgd_type: Literal["normal", "delta"] = "normal"
+    """`normal`: the SVGD field; `delta`: the critic gradient at the expected target alone (ablation: no kernel)"""
+    svgd_temp: float = 0.001
+    """SVGD repulsion temperature, multiplied by the mean |grad_a Q| of each state; 0: no repulsion (ablation)"""
+    n_particles: int = 8
+    """action samples per state for the SVGD field"""
+    consistency_coef: float = 0.5
+    """weight of the consistency loss (the expected target from x_k lands on the chain's endpoint)"""
+    kl_coef: float = 0.2
+    """weight of the trust-region loss toward the previous iteration's policy"""
+    actor_lr: float = 2e-5
+    """Adam learning rate of the policy while fine-tuning"""
+    actor_warmup_steps: int | None = None
+    """linear learning-rate warm-up of the policy, in actor steps; default: 32 (gym), 64 (robomimic)"""
+    actor_steps: int = 32
+    """actor steps per iteration, spread evenly over the critic rounds"""
+    critic_steps: int = 512
+    """critic steps per iteration (full-batch), spread evenly over the critic rounds"""
+    critic_rounds: int = 16
+    """critic rounds per iteration; each draws a new batch of trajectory segments and new bootstrap actions"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critics"""
+    critic_hidden_dims: tuple[int, ...] = (256, 256, 256)
+    """hidden layers of each critic (SiLU)"""
+    q_init_std: float = 0.1
+    """standard deviation of the critics' initial weights (biases start at 0)"""
+    tau: float = 0.005
+    """target critic update rate, applied after every critic step"""
+    q_bootstrap: int = 2
+    """policy actions sampled per next state to bootstrap the TD target"""
+    discount: float | None = None
+    """discount per action chunk; default: 0.99 (gym), 0.999 (robomimic)"""
+    td_lambda: float | None = None
+    """lambda of the TD(lambda) target; default: 0 (gym), 0.5 (robomimic)"""
+    reward_scale: float | None = None
+    """reward multiplier; a negative value scales by 1 / EMA(mean |r|) instead; default: -1 (gym), 1 (robomimic)"""
+    new_fraction: float = 0.33
+    """minimum share of this iteration's segments in each critic round's batch"""
+    buffer_episodes: int | None = None
+    """replay capacity in iterations' worth of segments; default: 20 (gym), 10 (robomimic)"""
+    critic_warmup_iterations: int = 2
+    """fine-tuning iterations that train the critic only"""
+    min_extrp_step: int = 6
+    """exploration noise scale = |a - E[a | x_k]| for k drawn from [min_extrp_step, flow_steps)"""
+    actor_hidden_dims: tuple[int, ...] | None = None
+    """layers of the residual velocity network (odd count, equal sizes); default: 3x512 (gym), 3x768 (robomimic)"""
+    time_dim: int | None = None
+    """size of the sinusoidal time embedding; default: 16 (gym), 32 (robomimic)"""
+    actor_activation: Literal["relu", "mish"] | None = None
+    """activation of the velocity network; default: relu (gym), mish (robomimic)"""
+    pretrain_batch_size: int | None = None
+    """pretraining batch size; default: 128 (gym), 256 (robomimic)"""
+    pretrain_lr: float | None = None
+    """peak AdamW learning rate of pretraining (cosine schedule); default: 1e-3 (gym), 1e-4 (robomimic)"""
+    pretrain_min_lr: float | None = None
+    """final learning rate of the cosine schedule; default: 1e-4 (gym), 1e-5 (robomimic)"""
+    pretrain_weight_decay: float = 1e-6
+    """AdamW weight decay of pretraining"""
+    ema_decay: float = 0.995
+    """decay of the EMA of the pretrained weights (the EMA weights are fine-tuned)"""
+
+
+# Per-domain values of the official configs: `gym` from cfg/gym/{pretrain,finetune}/<task>, `robomimic` from the
+# sparse-reward square config, which the OGBench manipulation tasks use (docs/rldt.md). Flags left unset take them.
+# fmt: off
+DOMAIN_TABLE = {               # (gym, robomimic)
+    "num_envs":                (100, 64),
+    "steps_per_iteration":     (500, None),          # robomimic: two episodes
+    "iterations":              (56, 180),            # 71 / 201 official iterations, every 5th / 10th only evaluates
+    "eval_every":              (4, 9),
+    "discount":                (0.99, 0.999),
+    "td_lambda":               (0.0, 0.5),
+    "reward_scale":            (-1.0, 1.0),          # -1: EMA scaling
+    "actor_warmup_steps":      (32, 64),
+    "buffer_episodes":         (20, 10),
+    "actor_hidden_dims":       ((512,) * 3, (768,) * 3),
+    "time_dim":                (16, 32),
+    "actor_activation":        ("relu", "mish"),
+    "pretrain_batch_size":     (128, 256),
+    "pretrain_lr":             (1e-3, 1e-4),
+    "pretrain_min_lr":         (1e-4, 1e-5),
+    "pretrain_epochs":         (200, 8000),          # no flags for these: data only
+    "pretrain_warmup_epochs":  (1, 100),
+    "q_target_clip":           ((-1e6, 1e6), (0.0, 1.0)),
+    "deterministic_eval":      (True, False),        # x0 = 0 at evaluation ("mean_sampling")
+    "sparse":                  (False, True),        # success rewards, post-processing, q_mask, succ/fail replay
+}
+# fmt: on
+DOMAINS = {name: {k: v[i] for k, v in DOMAIN_TABLE.items()} for i, name in enumerate(("gym", "robomimic"))}
+EMA_START_EPOCH = 20  # the EMA copies the live weights until this epoch, then averages every 10 batches
+EMA_EVERY = 10
+
+# Gymnasium MuJoCo locomotion (the paper's Gym v2 tasks) and its Minari datasets (D4RL's successors).
+LOCOMOTION = {
+    "hopper": ("Hopper-v5", "mujoco/hopper/medium-v0"),
+    "walker2d": ("Walker2d-v5", "mujoco/walker2d/medium-v0"),
+    "halfcheetah": ("HalfCheetah-v5", "mujoco/halfcheetah/medium-v0"),
+}
+# OGBench manipulation, the stand-in for Robomimic: default task, episode length, demonstration noise to suggest.
+MANIPULATION = {
+    "cube-single": (2, 200, 0.3),
+    "cube-double": (2, 500, 0.3),
+    "scene": (2, 750, 0.3),
+    "puzzle-3x3": (4, 500, 0.3),
+}
+
+
+class Task(NamedTuple):
+    env_id: str  # the gymnasium id that is stepped
+    dataset_id: str  # Minari id, or the demonstration file's name
+    domain: str  # key of DOMAINS
+    episode_steps: int  # time limit (manipulation), 0 if unknown
+    demo_noise: float  # manipulation: the noise of the suggested make_dataset command
+
+
+def fail(flag: str, value, why: str):
+    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def resolve_task(env_id: str, dataset_id: str | None) -> Task:
+    """An alias or a full id -> the task; exits with one error line if unknown."""
+    if env_id in LOCOMOTION:
+        gym_id, default_dataset = LOCOMOTION[env_id]
+        return Task(gym_id, dataset_id or default_dataset, "gym", 0, 0.0)
+    names = "|".join(re.escape(name) for name in MANIPULATION)
+    match = re.fullmatch(rf"(?P<name>{names})(-play)?(-singletask)?(-task(?P<task>[1-5]))?(-v0)?", env_id)
+    if match:
+        default_task, episode_steps, noise = MANIPULATION[match["name"]]
+        base = f"{match['name']}-singletask-task{match['task'] or default_task}"
+        return Task(f"{base}-v0", dataset_id or f"{base}-demos-v0", "robomimic", episode_steps, noise)
+    if env_id in gym.registry and dataset_id:
+        return Task(env_id, dataset_id, "gym", 0, 0.0)
+    accepted = ", ".join([*LOCOMOTION, *MANIPULATION]) + " (optionally -taskN), or a Gymnasium id with --dataset-id"
+    if env_id in gym.registry:
+        fail("env-id", env_id, f"a Gymnasium id needs --dataset-id (a Minari id); accepted: {accepted}")
+    fail("env-id", env_id, f"unknown task; accepted: {accepted}")
+
+
+def chunks_per_episode(task: Task, horizon: int) -> int:
+    return -(-task.episode_steps // horizon)
+
+
+def check_args(args: Args) -> Task:
+    """Check every flag before anything slow: one `error:` line and exit status 2 on a bad value."""
+    task = resolve_task(args.env_id, args.dataset_id)
+    rules = [  # (flags, test, what is wrong otherwise); None means "the domain's default"
+        (
+            "pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon flow_steps n_particles "
+            "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size",
+            lambda v: v >= 1,
+            "must be positive; give an integer >= 1",
+        ),
+        (
+            "iterations eval_episodes checkpoint_every critic_warmup_iterations actor_steps",
+            lambda v: v >= 0,
+            "must not be negative; give an integer >= 0",
+        ),
+        ("actor_lr critic_lr q_init_std pretrain_lr", lambda v: v > 0, "must be positive; give a finite number > 0"),
+        (
+            "svgd_temp consistency_coef kl_coef pretrain_weight_decay pretrain_min_lr",
+            lambda v: v >= 0,
+            "must be a finite number >= 0",
+        ),
+        ("tau discount td_lambda new_fraction ema_decay", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ]
+    for names, ok, why in rules:
+        for name in names.split():
+            value = getattr(args, name)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                fail(name.replace("_", "-"), value, why)
+    if args.pretrain_min_lr is not None and args.pretrain_lr is not None and args.pretrain_min_lr > args.pretrain_lr:
+        fail("pretrain-min-lr", args.pretrain_min_lr, f"must not exceed --pretrain-lr {args.pretrain_lr}")
+    if args.reward_scale is not None and not (math.isfinite(args.reward_scale) and args.reward_scale != 0):
+        fail("reward-scale", args.reward_scale, "must be a finite non-zero number (negative: EMA scaling)")
+    if not 0 <= args.min_extrp_step < args.flow_steps:
+        fail("min-extrp-step", args.min_extrp_step, f"must be in [0, {args.flow_steps - 1}] (below --flow-steps)")
+    for name in ("critic_steps", "actor_steps"):
+        if getattr(args, name) % args.critic_rounds:
+            fail(
+                name.replace("_", "-"),
+                getattr(args, name),
+                f"must be a multiple of --critic-rounds {args.critic_rounds}",
+            )
+    if args.time_dim is not None and (args.time_dim < 4 or args.time_dim % 2):
+        fail("time-dim", args.time_dim, "must be even and >= 4")
+    dims = args.actor_hidden_dims
+    if dims is not None and (len(dims) % 2 == 0 or len(set(dims)) != 1 or min(dims) < 1):
+        fail(
+            "actor-hidden-dims",
+            " ".join(map(str, dims)),
+            "give an odd number of equal positive sizes, e.g. 512 512 512",
+        )
+    if not args.critic_hidden_dims or min(args.critic_hidden_dims) < 1:
+        fail("critic-hidden-dims", " ".join(map(str, args.critic_hidden_dims)), "give positive layer sizes")
+    if task.domain == "robomimic" and args.steps_per_iteration is not None:
+        episode = chunks_per_episode(task, args.horizon)
+        if args.steps_per_iteration % episode:
+            fail(
+                "steps-per-iteration",
+                args.steps_per_iteration,
+                f"must be a multiple of the {episode} chunks of one {task.env_id} episode (episodes end with each iteration)",
+            )
+    # Each critic trains on every other segment of a batch, which must therefore hold at least two.
+    if task.domain == "robomimic" and args.num_envs is not None:
+        episodes = (args.steps_per_iteration or 0) // chunks_per_episode(task, args.horizon) or 2
+        if args.num_envs * episodes < 4:
+            fail(
+                "num-envs", args.num_envs, f"gives {args.num_envs * episodes} episodes per iteration; at least 4 needed"
+            )
+    elif args.num_envs is not None and args.num_envs < 2:
+        fail("num-envs", args.num_envs, "each critic needs its own segments; give at least 2")
+    return task
+
+
+def apply_domain_defaults(args: Args, task: Task) -> Args:
+    """The paper's per-domain values for every flag left unset; explicit flags win."""
+    defaults = dict(DOMAINS[task.domain])
+    if defaults["steps_per_iteration"] is None:
+        defaults["steps_per_iteration"] = 2 * chunks_per_episode(task, args.horizon)
+    fields = {f.name for f in dataclasses.fields(Args)}
+    return dataclasses.replace(
+        args,
+        env_id=task.env_id,
+        dataset_id=task.dataset_id,
+        **{k: v for k, v in defaults.items() if k in fields and getattr(args, k) is None},
+    )
+
+
+# Data: windows of `horizon` consecutive actions inside an episode, with min-max normalisation to [-1, 1] (DPPO's).
+def normalizer_from(observations: np.ndarray, actions: np.ndarray) -> dict:
+    return {
+        "obs_min": observations.min(0),
+        "obs_max": observations.max(0),
+        "action_min": actions.min(0),
+        "action_max": actions.max(0),
+    }
+
+
+def normalize_obs(obs, normalizer: dict):
+    return 2 * ((obs - normalizer["obs_min"]) / (normalizer["obs_max"] - normalizer["obs_min"] + 1e-6) - 0.5)
+
+
+def normalize_actions(actions, normalizer: dict):
+    return 2 * (
+        (actions - normalizer["action_min"]) / (normalizer["action_max"] - normalizer["action_min"] + 1e-6) - 0.5
+    )
+
+
+def unnormalize_actions(actions, normalizer: dict):
+    return (actions + 1) / 2 * (normalizer["action_max"] - normalizer["action_min"]) + normalizer["action_min"]
+
+
+def minari_dataset(dataset_id: str):
+    """Load a Minari dataset from this machine, else download it, else stop with the command that makes it."""
+    import minari
+
+    try:
+        return minari.load_dataset(dataset_id)
+    except Exception:
+        pass
+    try:
+        return minari.load_dataset(dataset_id, download=True)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:160]
+        folder = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
+        parts = dataset_id.split("/")
+        name = parts[1] if len(parts) > 2 else dataset_id
+        env_name = {"halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}.get(name, name.capitalize())
+        raise SystemExit(
+            f"error: Minari dataset {dataset_id} is not on this machine (looked in {folder}) and could not be "
+            f"downloaded ({reason}). Make it here with:\n"
+            f"  python benchmark/train_expert.py --env-id {env_name}-v5\n"
+            f"  python benchmark/make_dataset.py --dataset {dataset_id}"
+        ) from None
+
+
+def load_episodes(task: Task, args: Args) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(observations, actions) of each episode of the task's dataset, with clear errors for a missing or bad file."""
+    if task.domain == "gym":
+        dataset = minari_dataset(task.dataset_id)
+        return [(ep.observations[:-1], ep.actions) for ep in dataset.iterate_episodes()]
+    path = os.path.join(os.path.expanduser(args.dataset_dir), f"{task.dataset_id}.npz")
+    make = f"  python benchmark/make_dataset.py --demos {task.env_id} --noise {task.demo_noise} --out-dir {args.dataset_dir}"
+    if not os.path.exists(path):
+        raise SystemExit(f"error: demonstration file not found: {path}\n{make}")
+    try:
+        with np.load(path) as file:
+            if missing := {"observations", "actions", "terminals"} - set(file.files):
+                raise SystemExit(f"error: demonstration file {path} lacks the keys {sorted(missing)}\n{make}")
+            observations, actions, terminals = file["observations"], file["actions"], file["terminals"]
+    except (OSError, ValueError, EOFError) as error:
+        raise SystemExit(f"error: demonstration file {path} cannot be read ({error})\n{make}") from None
+    ends = np.flatnonzero(terminals) + 1
+    return [
+        (o, a)
+        for o, a in zip(np.split(observations, ends)[: len(ends)], np.split(actions, ends)[: len(ends)], strict=True)
+    ]
+
+
+def pretraining_data(episodes, horizon: int):
+    """Normalised observations and actions of all episodes, and the start index of every full action window."""
+    observations = np.concatenate([o for o, _ in episodes]).astype(np.float32)
+    actions = np.concatenate([a for _, a in episodes]).astype(np.float32)
+    normalizer = normalizer_from(observations, actions)
+    starts, offset = [], 0
+    for _, episode_actions in episodes:
+        starts.append(offset + np.arange(max(len(episode_actions) - horizon + 1, 0)))
+        offset += len(episode_actions)
+    data = {
+        "observations": normalize_obs(observations, normalizer).astype(np.float32),
+        "actions": normalize_actions(actions, normalizer).astype(np.float32),
+        "starts": np.concatenate(starts).astype(np.int32),
+    }
+    return data, normalizer
+
+
+class ActionChunk(gym.Wrapper):
+    """Executes a chunk of `horizon` actions open-loop (DPPO's MultiStep): stops at the end of the episode, sums the
+    rewards, and speaks the policy's normalised observations and actions. With `success_reward` the reward of each step
+    is the task's success (0 or 1)."""
+
+    def __init__(self, env, horizon: int, normalizer: dict, success_reward: bool):
+        super().__init__(env)
+        self.normalizer, self.success_reward = normalizer, success_reward
+        action_dim = env.action_space.shape[0]
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (horizon, action_dim), np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return normalize_obs(obs, self.normalizer).astype(np.float32), info
+
+    def step(self, chunk):
+        total_reward, steps, success = 0.0, 0, False
+        for action in chunk:
+            obs, reward, terminated, truncated, info = self.env.step(unnormalize_actions(action, self.normalizer))
+            success = success or bool(info.get("success", False))
+            total_reward += float(info["success"]) if self.success_reward else reward
+            steps += 1
+            if terminated or truncated:
+                break
+        info = dict(info, chunk_steps=steps, chunk_success=success)
+        return normalize_obs(obs, self.normalizer).astype(np.float32), total_reward, terminated, truncated, info
+
+
+def make_env(task: Task, horizon: int, normalizer: dict) -> gym.Env:
+    if task.domain == "robomimic":
+        import ogbench  # noqa: F401  (registers the OGBench environments)
+
+        # Robomimic episodes do not end at success; reward and success are computed after each action.
+        env = gym.make(task.env_id, terminate_at_goal=False, success_timing="post")
+    else:
+        env = gym.make(task.env_id)
+    return ActionChunk(env, horizon, normalizer, success_reward=task.domain == "robomimic")
+
+
+# ALGO LOGIC: networks and training state
+def torch_linear(features: int, fan_in: int) -> nn.Dense:
+    """A Dense layer initialised as PyTorch's nn.Linear (weights and biases uniform in +-1/sqrt(fan_in))."""
+    bound = 1 / math.sqrt(fan_in)
+    return nn.Dense(
+        features,
+        kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+        bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound),
+    )
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int) -> jax.Array:
+    """DPPO's time embedding: [sin(t f_i), cos(t f_i)], f_i = 10000^(-i / (dim/2 - 1)), i < dim/2."""
+    half = dim // 2
+    frequencies = jnp.exp(jnp.arange(half) * -(math.log(10000) / (half - 1)))
+    angles = t[:, None] * frequencies[None]
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class VelocityField(nn.Module):
+    """DPPO's DiffusionMLP with a ResidualMLP: v(x, t, s) from [x, time embedding, s] through Linear -> pre-activation
+    residual blocks (act -> Linear -> act -> Linear, + skip) -> Linear. The chunk x is flattened (H * action_dim)."""
+
+    hidden_dims: tuple[int, ...]
+    output_dim: int
+    time_dim: int
+    activation: str
+
+    @nn.compact
+    def __call__(self, observations, x, t):
+        act = {"relu": nn.relu, "mish": lambda h: h * jnp.tanh(nn.softplus(h))}[self.activation]
+        emb = sinusoidal_embedding(jnp.reshape(t, (-1,)), self.time_dim).reshape(*x.shape[:-1], self.time_dim)
+        emb = torch_linear(2 * self.time_dim, self.time_dim)(emb)
+        emb = torch_linear(self.time_dim, 2 * self.time_dim)(emb * jnp.tanh(nn.softplus(emb)))  # Mish
+        h = jnp.concatenate([x, emb, observations], axis=-1)
+        width = self.hidden_dims[0]
+        h = torch_linear(width, h.shape[-1])(h)
+        for _ in range((len(self.hidden_dims) - 1) // 2):
+            inner = torch_linear(width, width)(act(h))
+            h = h + torch_linear(width, width)(act(inner))
+        return torch_linear(self.output_dim, width)(h)
+
+
+class Critic(nn.Module):
+    """Q(s, a) MLP on [s, flattened chunk]: SiLU hidden layers, weights N(0, init_std), zero biases (QEnsemble's init)."""
+
+    hidden_dims: tuple[int, ...]
+    init_std: float
+
+    @nn.compact
+    def __call__(self, observations, actions):
+        h = jnp.concatenate([observations, actions], axis=-1)
+        for size in self.hidden_dims:
+            h = nn.silu(nn.Dense(size, kernel_init=nn.initializers.normal(self.init_std))(h))
+        return nn.Dense(1, kernel_init=nn.initializers.normal(self.init_std))(h)[..., 0]
+
+
+class Networks(NamedTuple):
+    actor: VelocityField
+    critic: Critic  # its parameters are stacked over the two ensemble members
+
+
+class PretrainState(NamedTuple):
+    params: dict
+    ema_params: dict  # handed to fine-tuning
+    opt_state: optax.OptState
+
+
+class ActorState(NamedTuple):
+    params: dict
+    opt_state: optax.OptState
+
+
+class CriticState(NamedTuple):
+    params: dict  # leading axis: the 2 ensemble members
+    target_params: dict
+    opt_state: optax.OptState
+
+
+def make_networks(args: Args, action_dim: int) -> Networks:
+    return Networks(
+        actor=VelocityField(args.actor_hidden_dims, args.horizon * action_dim, args.time_dim, args.actor_activation),
+        critic=Critic(args.critic_hidden_dims, args.q_init_std),
+    )
+
+
+def init_actor(key, nets: Networks, obs_dim: int) -> dict:
+    dim = nets.actor.output_dim
+    return jax.jit(nets.actor.init)(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, dim)), jnp.zeros((1, 1)))
+
+
+def init_critic(key, nets: Networks, obs_dim: int, tx) -> CriticState:
+    obs, actions = jnp.zeros((1, obs_dim)), jnp.zeros((1, nets.actor.output_dim))
+    params = jax.jit(jax.vmap(nets.critic.init, in_axes=(0, None, None)))(jax.random.split(key, 2), obs, actions)
+    return CriticState(params, params, tx.init(params))
+
+
+def actor_optimizer(args: Args):
+    """Adam whose learning rate rises linearly from lr / W to lr over the first W steps (torch LinearLR), then stays."""
+    schedule = optax.linear_schedule(args.actor_lr / args.actor_warmup_steps, args.actor_lr, args.actor_warmup_steps)
+    return optax.adam(schedule), schedule
+
+
+def q_values(nets: Networks, critic_params, observations, actions):
+    """Q_i(s, a) of both ensemble members, shape (2, ...)."""
+    return jax.vmap(nets.critic.apply, in_axes=(0, None, None))(critic_params, observations, actions)
+
+
+def sample_actions(nets: Networks, actor_params, observations, x0, flow_steps: int):
+    """Euler-integrate the policy's flow from x0 (no clipping, as in every RLDT config); returns (x_K, chain)."""
+    return euler_chain(lambda x, t: nets.actor.apply(actor_params, observations, x, t), x0, flow_steps)
+
+
+def expected_target(nets: Networks, actor_params, observations, x_k, t_k):
+    """E[a | x_k] = x_k + (1 - t_k) v(x_k, t_k): where the straight path from x_k lands (`t_k` has shape (B, 1))."""
+    return x_k + (1 - t_k) * nets.actor.apply(actor_params, observations, x_k, t_k)
+
+
+# Pretraining: flow-matching behaviour cloning (AdamW, cosine schedule, EMA of the weights).
+def pretrain_optimizer(args: Args, num_steps: int, domain: dict):
+    """AdamW with DPPO's schedule, by steps instead of epochs: linear warm-up from the final to the peak learning rate
+    over the first epoch's share of the steps, then cosine decay to the final one; also the step where the EMA starts."""
+    warmup = round(num_steps * domain["pretrain_warmup_epochs"] / domain["pretrain_epochs"])
+    cosine = optax.cosine_decay_schedule(
+        args.pretrain_lr, max(num_steps - warmup, 1), args.pretrain_min_lr / args.pretrain_lr
+    )
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(args.pretrain_min_lr, args.pretrain_lr, warmup), cosine], [warmup]
+    )
+    ema_start = round(num_steps * (EMA_START_EPOCH - 1) / domain["pretrain_epochs"])
+    return optax.adamw(schedule, weight_decay=args.pretrain_weight_decay), schedule, ema_start
+
+
+def pretrain_chunk(state: PretrainState, data, first_step, key, num_steps: int, ema_start: int, nets, tx, args: Args):
+    """`num_steps` flow-matching steps in one compiled call; step s draws its batch from fold_in(key, s)."""
+
+    def step(state, index):
+        batch_key, loss_key = jax.random.split(jax.random.fold_in(key, index))
+        starts = data["starts"][jax.random.randint(batch_key, (args.pretrain_batch_size,), 0, data["starts"].shape[0])]
+        observations = data["observations"][starts]
+        actions = data["actions"][starts[:, None] + jnp.arange(args.horizon)].reshape(len(starts), -1)
+
+        def loss_fn(params):
+            return flow_matching_loss(lambda x, t: nets.actor.apply(params, observations, x, t), actions, loss_key)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        # Every 10th batch the EMA is touched: reset to the live weights early on, averaged afterwards.
+        averaged = jax.tree.map(lambda e, p: args.ema_decay * e + (1 - args.ema_decay) * p, state.ema_params, params)
+        touched = jax.tree.map(lambda a, p: jnp.where(index < ema_start, p, a), averaged, params)
+        ema = jax.tree.map(lambda t, e: jnp.where(index % EMA_EVERY == 0, t, e), touched, state.ema_params)
+        return PretrainState(params, ema, opt_state), loss
+
+    return jax.lax.scan(step, state, first_step + jnp.arange(num_steps))
+
+
+# Fine-tuning: the SVGD field, the actor losses, the critic.
+def svgd_field(queries, particles, grad_q, temperature):
+    """SVGD direction at each query, for one state (Liu & Wang 2016), with particles a_j and critic gradients g_j:
+
+        phi(q_i) = 1/P sum_j [ k(a_j, q_i) g_j + temperature * grad_{a_j} k(a_j, q_i) ]
+        k(a, q) = exp(-|q - a|^2 / (2 h_i)),  h_i = median_j |q_i - a_j|^2 / (2 log(P + 1))
+
+    with the lower median (torch.median) and h_i >= 1e-8. The second term pushes queries away from the particles.
+    queries (P1, D), particles and grad_q (P2, D), temperature a scalar; returns phi (P1, D) and diagnostics.
+    """
+    num = particles.shape[0]
+    sq_dist = jnp.sum((queries[:, None, :] - particles[None, :, :]) ** 2, axis=-1)
+    median = jnp.sort(sq_dist, axis=-1)[:, (num - 1) // 2]
+    bandwidth = jnp.maximum(median / (2 * math.log(num + 1)), 1e-8)[:, None]
+    kernel = jnp.exp(-0.5 * sq_dist / bandwidth)
+    attraction = kernel @ grad_q
+    repulsion = (queries * kernel.sum(axis=-1, keepdims=True) - kernel @ particles) / bandwidth
+    phi = (attraction + temperature * repulsion) / num
+    return phi, {"kernel_gradient": jnp.mean(sq_dist * kernel / bandwidth)}
+
+
+def critic_action_gradient(nets: Networks, critic_params, observations, actions):
+    """grad_a Q(s, a) averaged over the two online critics."""
+    return jax.grad(lambda a: q_values(nets, critic_params, observations, a).mean(axis=0).sum())(actions)
+
+
+def actor_draws(key, num_rows: int, dim: int, flow_steps: int) -> dict:
+    """The random numbers of one actor step: the chains' noise, the step k of each row, and the trust-region point."""
+    noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
+    return {
+        "noise": jax.random.normal(noise_key, (num_rows, dim)),
+        "step": jax.random.randint(step_key, (num_rows,), 0, flow_steps),
+        "teacher_step": jax.random.randint(teacher_step_key, (num_rows,), 0, flow_steps),
+        "teacher_noise": jax.random.normal(teacher_noise_key, (num_rows, dim)),
+    }
+
+
+def actor_targets(params, old_params, critic_params, states, draws, nets: Networks, args: Args) -> tuple[dict, dict]:
+    """Everything the actor loss regresses toward, for states (N, obs_dim) with P particles each (rows = N * P): the
+    chain point x_k and its time t_k, the chain's endpoint a, the SVGD field phi at E[a | x_k], and the previous
+    policy's velocity v_old at a fresh point x' of the straight path from noise to a. All are constants of the loss."""
+    num_states, num_particles, steps = states.shape[0], args.n_particles, args.flow_steps
+    observations = jnp.repeat(states, num_particles, axis=0)
+    actions, chain = sample_actions(nets, params, observations, draws["noise"], steps)
+    t = (draws["step"] / steps)[:, None]
+    x = chain[draws["step"], jnp.arange(observations.shape[0])]
+    expected = expected_target(nets, params, observations, x, t)
+
+    # Particles and critic gradients at the final actions ("normal"), or the gradient at E[a | x_k] alone ("delta").
+    particles = expected if args.svgd_type == "delta" else actions
+    grad_q = critic_action_gradient(nets, critic_params, observations, particles)
+    per_state = lambda a: a.reshape(num_states, num_particles, -1)  # noqa: E731
+    grad_norm = jnp.linalg.norm(per_state(grad_q), axis=-1)  # (N, P)
+    pairwise = jnp.linalg.norm(per_state(particles)[:, :, None] - per_state(particles)[:, None], axis=-1)
+    info = {"grad_q_norm": grad_norm.mean(), "action_sample_distance": pairwise.mean()}
+    if args.svgd_type == "delta":
+        field, info["kernel_gradient"] = grad_q, jnp.zeros(())
+    else:
+        temperature = args.svgd_temp * jnp.clip(grad_norm.mean(axis=1), 0.0, 1e5)  # adaptive: scale-free in Q
+        field, field_info = jax.vmap(svgd_field)(
+            per_state(expected), per_state(particles), per_state(grad_q), temperature
+        )
+        field, info["kernel_gradient"] = field.reshape(grad_q.shape), field_info["kernel_gradient"].mean()
+
+    t_old = (draws["teacher_step"] / steps)[:, None]
+    x_old = (1 - t_old) * draws["teacher_noise"] + t_old * actions
+    v_old = nets.actor.apply(old_params, observations, x_old, t_old)
+    targets = dict(
+        observations=observations, x=x, t=t, actions=actions, field=field, x_old=x_old, t_old=t_old, v_old=v_old
+    )
+    return targets, info
+
+
+def actor_loss_from_targets(params, targets: dict, weights, nets: Networks, args: Args) -> tuple[jax.Array, dict]:
+    """The three losses, through the only two network calls that carry gradient: v(x_k, t_k) and v(x', t').
+
+    L_svgd = -mean <v(x_k, t_k), phi> / (K (1 - t_k))     (moving E[a | x_k] by phi / K needs dv = phi / (K (1 - t_k)))
+    L_cons = c mean |x_k + (1 - t_k) v(x_k, t_k) - a|^2 / (K (1 - t_k))^2
+    L_kl   = kl mean |v(x', t') - v_old(x', t')|^2
+    Sums over the chunk, weighted means over rows (`weights` 0 drops a row).
+    """
+
+    def weighted_mean(values):
+        return jnp.sum(weights * values) / jnp.sum(weights)
+
+    x, t, obs = targets["x"], targets["t"], targets["observations"]
+    scale = args.flow_steps * (1 - t[:, 0])
+    v = nets.actor.apply(params, obs, x, t)
+    svgd_loss = -weighted_mean(jnp.sum(v * targets["field"], axis=-1) / scale)
+    landing_error = jnp.sum((x + (1 - t) * v - targets["actions"]) ** 2, axis=-1)
+    consistency_loss = args.consistency_coef * weighted_mean(landing_error / scale**2)
+    v_trust = nets.actor.apply(params, obs, targets["x_old"], targets["t_old"])
+    kl_loss = args.kl_coef * weighted_mean(jnp.sum((v_trust - targets["v_old"]) ** 2, axis=-1))
+    loss = svgd_loss + consistency_loss + kl_loss
+    return loss, dict(actor_loss=loss, svgd_loss=svgd_loss, consistency_loss=consistency_loss, kl_loss=kl_loss)
+
+
+def actor_loss(params, old_params, critic_params, states, state_weights, draws, nets: Networks, args: Args):
+    """The actor loss of one step: gradient flows only through the two calls of `actor_loss_from_targets`; the chain,
+    the field and the previous policy are computed from stopped parameters. `state_weights` (N,) are 0 for the
+    states that the sparse-reward mask drops, 1 otherwise."""
+    frozen = jax.tree.map(jax.lax.stop_gradient, (params, old_params, critic_params))
+    targets, info = actor_targets(*frozen, states, draws, nets, args)
+    weights = jnp.repeat(state_weights, args.n_particles)
+    loss, loss_info = actor_loss_from_targets(params, jax.lax.stop_gradient(targets), weights, nets, args)
+    return loss, info | loss_info
+
+
+def actor_step(
+    state: ActorState, old_params, critic_params, states, state_weights, key, nets: Networks, tx, args: Args
+):
+    draws = actor_draws(key, states.shape[0] * args.n_particles, nets.actor.output_dim, args.flow_steps)
+    grads, info = jax.grad(actor_loss, has_aux=True)(
+        state.params, old_params, critic_params, states, state_weights, draws, nets, args
+    )
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return ActorState(optax.apply_updates(state.params, updates), opt_state), info
+
+
+def td_lambda_targets(rewards, dones, values, discount: float, lam: float):
+    """G_t = r_t + discount (1 - d_t) [(1 - lam) V(s_{t+1}) + lam G_{t+1}] backwards along each segment, with
+    G_T = V(s_T) at the segment's last state. rewards, dones (n, T); values (n, T + 1); returns (n, T)."""
+
+    def step(next_return, inputs):
+        reward, done, next_value = inputs
+        target = reward + discount * (1 - done) * ((1 - lam) * next_value + lam * next_return)
+        return target, target
+
+    _, targets = jax.lax.scan(step, values[:, -1], (rewards.T, dones.T, values[:, 1:].T), reverse=True)
+    return targets.T
+
+
+def bootstrap_actions(nets: Networks, actor_params, observations, noise, args: Args):
+    """`q_bootstrap` policy actions per state (no exploration noise), from noise (q_bootstrap, B, D)."""
+    return jax.vmap(lambda x0: sample_actions(nets, actor_params, observations, x0, args.flow_steps)[0])(noise)
+
+
+def critic_targets(nets: Networks, target_params, batch, bootstrap, args: Args, clip: tuple):
+    """TD(lambda) targets (n, T) with V(s) = mean over the bootstrap actions of min_i Qbar_i(s, a'), clipped."""
+    states = batch["states"]
+    flat_states = states.reshape(-1, states.shape[-1])
+    values = jax.vmap(lambda a: q_values(nets, target_params, flat_states, a).min(axis=0))(bootstrap)
+    values = jnp.clip(values.mean(axis=0).reshape(states.shape[:2]), *clip)
+    return td_lambda_targets(batch["rewards"], batch["dones"], values, args.discount, args.td_lambda)
+
+
+def critic_loss(params, targets, batch, nets: Networks):
+    """sum_i mean (Q_i(s_t, a_t) - G_t)^2, critic i on the segments with index = i (mod 2); masked steps count as 0."""
+    loss, q_error, q_mean = 0.0, 0.0, 0.0
+    for member in range(2):
+        member_params = jax.tree.map(lambda p, m=member: p[m], params)
+        q = nets.critic.apply(member_params, batch["states"][member::2, :-1], batch["actions"][member::2])
+        mse = jnp.mean(batch["loss_mask"][member::2] * (q - targets[member::2]) ** 2)
+        loss, q_error, q_mean = loss + mse, q_error + jnp.sqrt(mse) / 2, q_mean + q.mean() / 2
+    return loss, {"critic_loss": loss, "q_error": q_error, "q_mean": q_mean}
+
+
+def critic_round(state: CriticState, actor_params, batch, key, nets: Networks, tx, args: Args, clip: tuple):
+    """`critic_steps / critic_rounds` full-batch critic steps on trajectory segments, in one compiled call.
+
+    batch: states (n, T + 1, obs_dim), actions (n, T, D), rewards (already scaled), dones and loss_mask (n, T).
+    The bootstrap actions are drawn once per round; the targets follow the target critics, updated after every step.
+    """
+    flat_states = batch["states"].reshape(-1, batch["states"].shape[-1])
+    noise = jax.random.normal(key, (args.q_bootstrap, flat_states.shape[0], nets.actor.output_dim))
+    bootstrap = bootstrap_actions(nets, actor_params, flat_states, noise, args)
+
+    def step(state: CriticState, _):
+        targets = critic_targets(nets, state.target_params, batch, bootstrap, args, clip)
+        grads, info = jax.grad(critic_loss, has_aux=True)(state.params, targets, batch, nets)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return CriticState(params, polyak_update(state.target_params, params, args.tau), opt_state), info
+
+    return jax.lax.scan(step, state, None, length=args.critic_steps // args.critic_rounds)
+
+
+def explore(nets: Networks, actor_params, observations, key, args: Args):
+    """Exploration ("min_extrp"): a + |a - E[a | x_k]| * eps with k ~ U{min_extrp_step..K-1} and eps ~ N(0, I), one
+    scale per environment. At k = K - 1 the expected target is the endpoint itself, so half the time sigma = 0."""
+    noise_key, step_key, eps_key = jax.random.split(key, 3)
+    x0 = jax.random.normal(noise_key, (observations.shape[0], nets.actor.output_dim))
+    actions, chain = sample_actions(nets, actor_params, observations, x0, args.flow_steps)
+    k = jax.random.randint(step_key, (observations.shape[0],), args.min_extrp_step, args.flow_steps)
+    t = (k / args.flow_steps)[:, None]
+    expected = expected_target(nets, actor_params, observations, chain[k, jnp.arange(len(k))], t)
+    sigma = jnp.linalg.norm(actions - expected, axis=-1, keepdims=True)
+    return actions + sigma * jax.random.normal(eps_key, actions.shape)
+
+
+def act(nets: Networks, actor_params, observations, key, deterministic: bool, flow_steps: int):
+    """The evaluation policy: the Euler endpoint from x0 = 0 (deterministic) or from x0 ~ N(0, I)."""
+    shape = (observations.shape[0], nets.actor.output_dim)
+    x0 = jnp.zeros(shape) if deterministic else jax.random.normal(key, shape)
+    return sample_actions(nets, actor_params, observations, x0, flow_steps)[0]
+
+
+# Host-side bookkeeping: reward scaling, sparse-reward post-processing, the segment replay.
+def update_reward_ema(ema: float, rewards: np.ndarray, rate: float = 0.01) -> float:
+    """EMA of mean |r| over each iteration's fresh rewards (-1: not seeded yet); all-zero batches are skipped."""
+    batch = float(np.mean(np.abs(rewards)))
+    if batch < 1e-8:
+        return ema
+    return batch if ema < 0 else (1 - rate) * ema + rate * batch
+
+
+def reward_scale_from(ema: float) -> float:
+    return 1.0 if ema <= 0 else 1.0 / (ema + 1e-8)
+
+
+def postprocess_sparse_rewards(rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+    """Robomimic post-processing of one pass of episodes (n, T): r'_t = r_t - (1 - d_{t-1}) r_{t-1}, divided by
+    max(1, max r): the reward of being in the success state becomes a one-off reward for reaching it."""
+    processed = rewards.copy()
+    processed[:, 1:] -= (1 - dones[:, :-1]) * rewards[:, :-1]
+    return processed / max(1.0, float(rewards.max()))
+
+
+def success_mask(rewards: np.ndarray, dones: np.ndarray, threshold: float = 1.0):
+    """Robomimic `q_mask`: once an episode's cumulative reward reaches the threshold, its later zero-reward steps are
+    left out (mask 0) and every step from there on counts as done. Returns (mask, dones)."""
+    cumulative = np.zeros_like(rewards)
+    cumulative[:, 0] = rewards[:, 0]
+    for t in range(1, rewards.shape[1]):
+        cumulative[:, t] = (1 - dones[:, t - 1]) * cumulative[:, t - 1] + rewards[:, t]
+    solved = cumulative >= threshold
+    return (~(solved & (rewards == 0))).astype(np.float32), ((dones > 0) | solved).astype(np.float32)
+
+
+def take(segments: dict, index) -> dict:
+    return {k: v[index] for k, v in segments.items()}
+
+
+def mix_segments(rng: np.random.Generator, fresh: dict, buffer: dict, args: Args, sparse: bool) -> dict:
+    """A critic round's batch of len(fresh) segments: a share of this iteration's, the rest from the replay.
+
+    Dense (state agent): the fresh share is max(n_fresh / (n_fresh + n_old), new_fraction), old ones are uniform.
+    Sparse (image agent): int(n new_fraction) fresh, and the rest half from successful (sum r != 0) and half from
+    failed old episodes, with replacement if a group is small, only one half if a group is empty.
+    """
+    num = len(fresh["rewards"])
+    num_old = len(buffer["rewards"])
+    if num_old == 0:
+        return take(fresh, rng.choice(num, size=num, replace=False))
+    if sparse:
+        num_fresh = int(num * args.new_fraction)
+        half = (num - num_fresh) // 2
+        solved = buffer["rewards"].sum(axis=1) != 0
+        groups = [np.flatnonzero(solved), np.flatnonzero(~solved)]
+        groups = [rng.choice(g, size=half, replace=len(g) < half) for g in groups if len(g)]
+        old = np.sort(np.concatenate(groups))
+    else:
+        num_fresh = int(num * max(num / (num + num_old), args.new_fraction))
+        old = rng.choice(num_old, size=num - num_fresh, replace=False)
+    chosen = take(fresh, rng.choice(num, size=num_fresh, replace=False))
+    return {k: np.concatenate([chosen[k], buffer[k][old]]) for k in fresh}
+
+
+def append_segments(buffer: dict, fresh: dict, capacity: int) -> dict:
+    """FIFO of whole segments: append, then keep the newest `capacity`."""
+    return {k: np.concatenate([buffer[k], fresh[k]])[-capacity:] for k in fresh}
+
+
+def critic_batch(segments: dict, reward_scale: float, sparse: bool) -> dict:
+    batch = dict(segments, rewards=segments["rewards"] * reward_scale, loss_mask=np.ones_like(segments["rewards"]))
+    if sparse:
+        batch["loss_mask"], batch["dones"] = success_mask(segments["rewards"], segments["dones"])
+    return batch
+
+
+def actor_batch(segments: dict, index: int, rng: np.random.Generator, args: Args, sparse: bool):
+    """States (and weights) of one actor step: every P-th segment from offset `index` (state agent), or
+    n // 8 (at least 1) random segments without the states after success (image agent); the segments' last state
+    is dropped."""
+    if sparse:
+        num = len(segments["rewards"])
+        chosen = take(segments, rng.choice(num, max(num // 8, 1), replace=False))
+        weights = success_mask(chosen["rewards"], chosen["dones"])[0]
+    else:
+        chosen = take(segments, slice(index % args.n_particles, None, args.n_particles))
+        weights = np.ones_like(chosen["rewards"])
+    states = chosen["states"][:, :-1]
+    return states.reshape(-1, states.shape[-1]), weights.reshape(-1)
+
+
+def collect(envs, obs, tracker: dict, policy, params, key, num_steps: int, progress) -> tuple[dict, np.ndarray, list]:
+    """Step all environments `num_steps` chunks with one policy call per chunk; finished episodes are reset.
+
+    Returns the segment of each environment (states with the state after the last chunk, executed actions, chunk
+    rewards, dones = terminated or truncated), the next observations, and the finished episodes' statistics.
+    """
+    num_envs = obs.shape[0]
+    states, actions = np.zeros((num_envs, num_steps + 1, obs.shape[1]), np.float32), []
+    rewards, dones = np.zeros((num_envs, num_steps), np.float32), np.zeros((num_envs, num_steps), np.float32)
+    finished = []
+    for step in range(num_steps):
+        states[:, step] = obs
+        chunk = np.asarray(policy(params, obs, jax.random.fold_in(key, step)))
+        actions.append(chunk)
+        obs, reward, terminated, truncated, info = envs.step(chunk.reshape(num_envs, *envs.single_action_space.shape))
+        done = terminated | truncated
+        rewards[:, step], dones[:, step] = reward, done
+        tracker["return"] += reward
+        tracker["length"] += info["chunk_steps"]
+        tracker["success"] |= info["chunk_success"]
+        for i in np.flatnonzero(done):
+            finished.append((tracker["return"][i], tracker["length"][i], tracker["success"][i]))
+            tracker["return"][i], tracker["length"][i], tracker["success"][i] = 0.0, 0, False
+        if done.any():
+            obs[done] = envs.reset(options={"reset_mask": done})[0][done]
+        progress.update(1)
+    states[:, num_steps] = obs
+    segments = {"states": states, "actions": np.stack(actions, axis=1), "rewards": rewards, "dones": dones}
+    return segments, obs, finished
+
+
+def episodes_of(segments: dict, length: int) -> dict:
+    """Sparse-reward rollouts: (n_envs, k * L) segments of aligned episodes -> (n_envs * k, L) segments, one per
+    episode (each pass of n_envs episodes in turn, as the image agent stores them), with post-processed rewards; each
+    keeps the state after its last chunk (the next episode's first state, never bootstrapped: the episode is done)."""
+    passes = [slice(p * length, (p + 1) * length) for p in range(segments["rewards"].shape[1] // length)]
+    rewards = [postprocess_sparse_rewards(segments["rewards"][:, p], segments["dones"][:, p]) for p in passes]
+    return {
+        "states": np.concatenate([segments["states"][:, p.start : p.stop + 1] for p in passes]),
+        "actions": np.concatenate([segments["actions"][:, p] for p in passes]),
+        "rewards": np.concatenate(rewards),
+        "dones": np.concatenate([segments["dones"][:, p] for p in passes]),
+    }
+
+
+def episode_tracker(num_envs: int) -> dict:
+    return {"return": np.zeros(num_envs), "length": np.zeros(num_envs, int), "success": np.zeros(num_envs, bool)}
+
+
+# Evaluation
+def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int) -> dict:
+    """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per chunk."""
+    returns, lengths, successes = [], [], []
+    for first in range(0, num_episodes, len(envs)):
+        active = envs[: min(len(envs), num_episodes - first)]
+        obs = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)])
+        n = len(active)
+        done, ep_return, ep_length, ep_success = np.zeros(n, bool), np.zeros(n), np.zeros(n, int), np.zeros(n, bool)
+        step = 0
+        while not done.all():
+            chunks = np.asarray(policy(params, obs, jax.random.fold_in(key, first * 100_000 + step)))
+            step += 1
+            for i, env in enumerate(active):
+                if done[i]:
+                    continue
+                obs[i], reward, terminated, truncated, info = env.step(chunks[i].reshape(env.action_space.shape))
+                ep_return[i] += reward
+                ep_length[i] += info["chunk_steps"]
+                ep_success[i] |= info["chunk_success"]
+                done[i] = terminated or truncated
+        returns += ep_return.tolist()
+        lengths += ep_length.tolist()
+        successes += ep_success.tolist()
+    return {"episodic_return": np.mean(returns), "episodic_length": np.mean(lengths), "success": np.mean(successes)}
+
+
+# Saving, loading, checkpoints
+def write_atomically(path: str, data: bytes) -> str:
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def save_policy(path: str, actor_params, critic_params, normalizer: dict) -> str:
+    """A model file: the policy (and the critics, if any) with the normalisation that its observations need."""
+    content = {"actor": actor_params, "normalizer": normalizer}
+    if critic_params is not None:
+        content["critic"] = critic_params
+    return write_atomically(path, flax.serialization.to_bytes(content))
+
+
+def load_policy(path: str, obs_dim: int | None = None):
+    """Inverse of `save_policy`: the saved Args (architecture), the networks, the policy parameters, the normaliser."""
+    remake = "  python rldt.py --env-id <task> --save-model   (pretrained.flax is written by every pretraining run)"
+    args_path = os.path.join(os.path.dirname(path), "args.json")
+    for needed in (path, args_path):
+        if not os.path.exists(needed):
+            raise SystemExit(
+                f"error: {needed} not found (a model file needs the args.json of its run beside it)\n{remake}"
+            )
+    try:
+        with open(args_path) as f:
+            saved = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.load(f).items()})
+        with open(path, "rb") as f:
+            raw = flax.serialization.msgpack_restore(f.read())
+        normalizer = {
+            k: np.asarray(raw["normalizer"][k], np.float32) for k in ("obs_min", "obs_max", "action_min", "action_max")
+        }
+        action_dim = normalizer["action_min"].shape[0]
+        nets = make_networks(saved, action_dim)
+        template = init_actor(jax.random.PRNGKey(0), nets, normalizer["obs_min"].shape[0])
+        actor_params = flax.serialization.from_state_dict(template, raw["actor"])
+        if jax.tree.map(np.shape, template) != jax.tree.map(np.shape, actor_params):
+            raise ValueError(f"its parameter shapes do not match the architecture in {args_path}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(
+            f"error: {path} is not a policy saved by rldt.py ({type(error).__name__}: {error})\n{remake}"
+        ) from None
+    if obs_dim is not None and obs_dim != normalizer["obs_min"].shape[0]:
+        raise SystemExit(
+            f"error: {path} was saved for observations of size {normalizer['obs_min'].shape[0]}, not {obs_dim}"
+        )
+    return saved, nets, actor_params, normalizer
+
+
+def save_args(run_dir: str, args: Args):
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+
+
+def save_checkpoint(run_dir: str, content: dict):
+    """Everything needed to continue (states, replay, counters), written atomically with a small json beside it."""
+    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
+    summary = {"phase": content["phase"], "step": int(content["global_step"]), "time": time.time()}
+    with open(os.path.join(run_dir, "checkpoint.json"), "w") as f:
+        json.dump(summary, f)
+
+
+def load_checkpoint(run_dir: str) -> dict:
+    path = os.path.join(run_dir, "checkpoint.msgpack")
+    try:
+        with open(path, "rb") as f:
+            return flax.serialization.msgpack_restore(f.read())
+    except (OSError, ValueError) as error:
+        raise SystemExit(
+            f"error: cannot resume from {path} ({type(error).__name__}: {error}); start again with the same flags and "
+            "--checkpoint-every N"
+        ) from None
+
+
+def resume_args(run_dir: str) -> Args:
+    path = os.path.join(run_dir, "args.json")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    except (OSError, ValueError, TypeError) as error:
+        raise SystemExit(f"error: --resume {run_dir}: cannot read {path} ({type(error).__name__}: {error})") from None
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    resume_dir = args.resume
+    if resume_dir is not None:  # the run's saved arguments, only --resume from the command line
+        if dataclasses.replace(args, resume=None) != Args():
+            fail("resume", resume_dir, "takes no other flag; the run continues with the arguments saved in its folder")
+        args = dataclasses.replace(resume_args(resume_dir), resume=resume_dir)
+    if args.load_model:  # evaluate a saved model on its own task, with its own architecture
+        saved, nets, actor_params, normalizer = load_policy(args.load_model)
+        args = dataclasses.replace(saved, load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed)
+    task = check_args(args)
+    args = apply_domain_defaults(args, task)
+    domain = DOMAINS[task.domain]
+    sparse = domain["sparse"]
+    print(f"task: {task.env_id} (data {task.dataset_id}, {task.domain} settings of the official configs)")
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    key = jax.random.PRNGKey(args.seed)
+    init_key, pretrain_key, finetune_key, eval_key = jax.random.split(key, 4)
+
+    def make_eval_envs(normalizer):
+        return [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
+
+    if args.load_model:
+        policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
+        result = evaluate(make_eval_envs(normalizer), policy, actor_params, eval_key, args.eval_episodes, 10**6)
+        print(f"{task.env_id}: return {result['episodic_return']:.1f}, success {result['success']:.3f}")
+        raise SystemExit(0)
+
+    # Data: a pretrained policy brings its own normalisation; pretraining needs the dataset (a missing one stops here).
+    checkpoint = load_checkpoint(resume_dir) if resume_dir else None
+    phase = checkpoint["phase"] if checkpoint is not None else ("finetune" if args.pretrained else "pretrain")
+    if args.pretrained:
+        saved, nets, pretrained_params, normalizer = load_policy(args.pretrained)
+        architecture = {f: getattr(saved, f) for f in ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")}
+        args = dataclasses.replace(args, pretrain_steps=0, **architecture)
+        print(f"pretrained policy: {args.pretrained} ({architecture})")
+    elif phase == "pretrain":
+        episodes = load_episodes(task, args)
+        data, normalizer = pretraining_data(episodes, args.horizon)
+        num_windows = len(data["starts"])
+        if num_windows == 0:
+            raise SystemExit(f"error: the dataset {task.dataset_id} has no episode of {args.horizon} steps or more")
+        if args.pretrain_steps is None:  # the official number of epochs
+            steps_per_epoch = -(-num_windows // args.pretrain_batch_size)
+            args = dataclasses.replace(args, pretrain_steps=domain["pretrain_epochs"] * steps_per_epoch)
+        print(f"dataset: {len(episodes)} episodes, {num_windows} action windows, {args.pretrain_steps} pretrain steps")
+    if checkpoint is not None:
+        normalizer = {k: np.asarray(v, np.float32) for k, v in checkpoint["normalizer"].items()}
+
+    eval_envs, probe = make_eval_envs(normalizer), make_env(task, args.horizon, normalizer)
+    obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[1]
+    if normalizer["obs_min"].shape != (obs_dim,) or normalizer["action_min"].shape != (action_dim,):
+        raise SystemExit(f"error: the policy's observation or action size does not match {task.env_id}'s")
+    nets = make_networks(args, action_dim)
+
+    global_step = int(checkpoint["global_step"]) if checkpoint is not None else 0
+    run_dir = resume_dir or os.path.join("runs", f"{task.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    if resume_dir:
+        print(f"resuming {run_dir} from step {global_step} ({phase})")
+    else:
+        os.makedirs(run_dir, exist_ok=True)
+        save_args(run_dir, args)
+    print(f"run folder: {run_dir}")
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=os.path.basename(run_dir),
+            save_code=True,
+        )
+    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if resume_dir else None)
+    if not resume_dir:
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+
+    policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
+
+    def run_evaluation(actor_params, iteration: int, step: int) -> dict:
+        if args.eval_episodes == 0:
+            return {}
+        seed, key = 10**6 * (args.seed + 1) + 1000 * iteration, jax.random.fold_in(eval_key, iteration)  # fresh
+        result = evaluate(eval_envs, policy, actor_params, key, args.eval_episodes, seed)
+        for k, v in result.items():
+            if k != "success" or sparse:
+                writer.add_scalar(f"eval/{k}", v, step)
+        success = f", success {result['success']:.3f}" if sparse else ""
+        tqdm.write(f"iteration {iteration} (step {step}): eval return {result['episodic_return']:.1f}{success}")
+        return result
+
+    def stop_on_nan(step: int, where: str, model_name: str, actor_params, critic_params=None):
+        path = save_policy(os.path.join(run_dir, model_name), actor_params, critic_params, normalizer)
+        writer.close()
+        raise SystemExit(
+            f"error: the loss became NaN or infinite at step {step} ({where}). Last good parameters: {path}"
+        )
+
+    start_time = time.time()
+
+    # Phase 1: pretraining by flow-matching behaviour cloning, in compiled chunks of `pretrain_log_every` steps.
+    if phase == "pretrain":
+        tx_pretrain, pretrain_schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
+        params = init_actor(init_key, nets, obs_dim)
+        pretrain_state, pretrain_step = PretrainState(params, params, tx_pretrain.init(params)), 0
+        if checkpoint is not None:
+            pretrain_state = flax.serialization.from_state_dict(pretrain_state, checkpoint["pretrain"])
+            pretrain_step = int(checkpoint["pretrain_step"])
+        device_data = jax.device_put(data)
+        chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx_pretrain, args=args)
+        chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
+        progress = tqdm(total=args.pretrain_steps, initial=pretrain_step, desc="pretrain", smoothing=0.1)
+        while pretrain_step < args.pretrain_steps:
+            num_steps = min(args.pretrain_log_every, args.pretrain_steps - pretrain_step)
+            chunk_start = time.time()
+            new_state, losses = chunk_fn(pretrain_state, device_data, pretrain_step, pretrain_key, num_steps=num_steps)
+            losses = np.asarray(losses)
+            if not np.isfinite(losses).all():
+                bad_step = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
+                stop_on_nan(bad_step, "pretraining", "pretrained.flax", pretrain_state.ema_params)
+            pretrain_state, pretrain_step = new_state, pretrain_step + num_steps
+            progress.update(num_steps)
+            writer.add_scalar("losses/pretrain_loss", float(losses.mean()), pretrain_step)
+            writer.add_scalar("charts/learning_rate", float(pretrain_schedule(pretrain_step - 1)), pretrain_step)
+            writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), pretrain_step)
+            chunk_index = pretrain_step // args.pretrain_log_every
+            if (
+                args.checkpoint_every
+                and chunk_index % args.checkpoint_every == 0
+                and pretrain_step < args.pretrain_steps
+            ):
+                content = dict(pretrain=pretrain_state, pretrain_step=pretrain_step, normalizer=normalizer)
+                save_checkpoint(run_dir, dict(phase="pretrain", global_step=pretrain_step, **content))
+        progress.close()
+        pretrained_params = pretrain_state.ema_params
+        path = save_policy(os.path.join(run_dir, "pretrained.flax"), pretrained_params, None, normalizer)
+        print(f"pretrained policy (EMA weights) saved to {path}")
+
+    # Phase 2: fine-tuning, starting from the pretrained policy, which is also the first trust-region reference.
+    tx_actor, actor_schedule = actor_optimizer(args)
+    tx_critic = optax.adam(args.critic_lr)  # AdamW with weight decay 0
+    critic_state = init_critic(jax.random.fold_in(init_key, 1), nets, obs_dim, tx_critic)
+    episode_chunks = chunks_per_episode(task, args.horizon) if sparse else args.steps_per_iteration
+    segments_per_iteration = args.num_envs * (args.steps_per_iteration // episode_chunks)
+    capacity = args.buffer_episodes * segments_per_iteration
+    if checkpoint is not None and phase == "finetune":
+        template = init_actor(init_key, nets, obs_dim)
+        restore = flax.serialization.from_state_dict
+        actor_state = restore(ActorState(template, tx_actor.init(template)), checkpoint["actor"])
+        old_params = restore(template, checkpoint["old_actor"])
+        critic_state = restore(critic_state, checkpoint["critic"])
+        buffer = {k: np.asarray(v) for k, v in checkpoint["buffer"].items()}
+        iteration, actor_updates = int(checkpoint["iteration"]), int(checkpoint["actor_updates"])
+        reward_ema, eval_result = float(checkpoint["reward_ema"]), {}
+    else:
+        actor_state, old_params = ActorState(pretrained_params, tx_actor.init(pretrained_params)), pretrained_params
+        buffer = {"states": np.zeros((0, episode_chunks + 1, obs_dim), np.float32)} | {
+            k: np.zeros((0, episode_chunks, *shape), np.float32)
+            for k, shape in (("actions", (nets.actor.output_dim,)), ("rewards", ()), ("dones", ()))
+        }
+        iteration, actor_updates, reward_ema, global_step = 0, 0, -1.0, args.pretrain_steps
+        eval_result = run_evaluation(actor_state.params, 0, global_step)
+    env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
+
+    def save_finetune_checkpoint():
+        content = dict(actor=actor_state, old_actor=old_params, critic=critic_state, buffer=buffer)
+        counters = dict(iteration=iteration, actor_updates=actor_updates, reward_ema=reward_ema)
+        save_checkpoint(
+            run_dir, dict(phase="finetune", global_step=global_step, normalizer=normalizer, **content, **counters)
+        )
+
+    if args.checkpoint_every and iteration == 0:
+        save_finetune_checkpoint()
+
+    vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
+    env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
+    envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED) if args.iterations else None
+    explore_fn = jax.jit(partial(explore, nets, args=args))
+    critic_fn = jax.jit(partial(critic_round, nets=nets, tx=tx_critic, args=args, clip=domain["q_target_clip"]))
+    actor_fn = jax.jit(partial(actor_step, nets=nets, tx=tx_actor, args=args))
+
+    obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0] if envs else None
+    tracker = episode_tracker(args.num_envs)
+    total = args.iterations * args.steps_per_iteration
+    progress = tqdm(total=total, initial=iteration * args.steps_per_iteration, desc="fine-tune")
+    finetune_start, first_iteration = time.time(), iteration
+    while iteration < args.iterations:
+        iteration += 1
+        iteration_key, rng = jax.random.fold_in(finetune_key, iteration), np.random.default_rng([args.seed, iteration])
+        global_step = args.pretrain_steps + iteration * env_steps_per_iteration
+
+        # Rollout: exploration with the current policy; sparse-reward tasks start new episodes, seeded by the iteration.
+        timer = time.time()
+        progress.set_postfix_str(f"iteration {iteration}: rollout")
+        if sparse:
+            obs = envs.reset(seed=int(np.random.SeedSequence([args.seed, iteration]).generate_state(1)[0]))[0]
+            tracker = episode_tracker(args.num_envs)
+        rollout = (actor_state.params, jax.random.fold_in(iteration_key, 0), args.steps_per_iteration, progress)
+        fresh, obs, finished = collect(envs, obs, tracker, explore_fn, *rollout)
+        fresh = episodes_of(fresh, episode_chunks) if sparse else fresh
+        rollout_time = time.time() - timer
+        if args.reward_scale < 0:
+            reward_ema = update_reward_ema(reward_ema, fresh["rewards"])
+        reward_scale = reward_scale_from(reward_ema) if args.reward_scale < 0 else args.reward_scale
+
+        # Critic rounds, each followed by actor steps once the critic has warmed up.
+        critic_time, actor_time, critic_infos, actor_infos = 0.0, 0.0, [], []
+        for round_index in range(args.critic_rounds):
+            progress.set_postfix_str(f"iteration {iteration}: critic round {round_index + 1}/{args.critic_rounds}")
+            round_key = jax.random.fold_in(iteration_key, round_index + 1)
+            segments = mix_segments(rng, fresh, buffer, args, sparse)
+            timer = time.time()
+            batch = critic_batch(segments, reward_scale, sparse)
+            new_critic, infos = critic_fn(critic_state, actor_state.params, batch, round_key)
+            infos = jax.device_get(infos)
+            critic_time += time.time() - timer
+            if not np.isfinite(infos["critic_loss"]).all():
+                where = f"iteration {iteration}, critic round {round_index + 1}"
+                stop_on_nan(global_step, where, f"{args.exp_name}.flax", actor_state.params, critic_state.params)
+            critic_state = new_critic
+            critic_infos.append({k: v[-1] for k, v in infos.items()})
+            if iteration <= args.critic_warmup_iterations:
+                continue
+            timer = time.time()
+            for j in range(args.actor_steps // args.critic_rounds):
+                states, weights = actor_batch(segments, j, rng, args, sparse)
+                step_key = jax.random.fold_in(round_key, 1000 + j)
+                new_actor, info = actor_fn(actor_state, old_params, critic_state.params, states, weights, step_key)
+                info = jax.device_get(info)
+                if not np.isfinite(info["actor_loss"]):
+                    where = f"iteration {iteration}, actor step {actor_updates + 1}"
+                    stop_on_nan(global_step, where, f"{args.exp_name}.flax", actor_state.params, critic_state.params)
+                actor_state, actor_updates = new_actor, actor_updates + 1
+                actor_infos.append(info)
+            actor_time += time.time() - timer
+        buffer = append_segments(buffer, fresh, capacity)
+        old_params = actor_state.params  # the trust region's reference for the next iteration
+
+        # TRY NOT TO MODIFY: logging, evaluation, checkpoint
+        for infos, prefix in ((critic_infos, "losses"), (actor_infos, None)):
+            for k in infos[0] if infos else []:
+                name = f"{prefix or ('losses' if k.endswith('loss') else 'charts')}/{k}"
+                writer.add_scalar(name, float(np.mean([info[k] for info in infos])), global_step)
+        writer.add_scalar("charts/actor_learning_rate", float(actor_schedule(max(actor_updates - 1, 0))), global_step)
+        writer.add_scalar("charts/reward_scale", reward_scale, global_step)
+        if finished:
+            returns, lengths, successes = np.array(finished).T
+            writer.add_scalar("charts/episodic_return", returns.mean(), global_step)
+            writer.add_scalar("charts/episodic_length", lengths.mean(), global_step)
+            if sparse:
+                writer.add_scalar("charts/success", successes.mean(), global_step)
+        for name, seconds in (("rollout", rollout_time), ("critic", critic_time), ("actor", actor_time)):
+            writer.add_scalar(f"charts/{name}_seconds", seconds, global_step)
+        elapsed = time.time() - finetune_start
+        writer.add_scalar("charts/SPS", (iteration - first_iteration) * env_steps_per_iteration / elapsed, global_step)
+        if iteration % args.eval_every == 0 or iteration == args.iterations:
+            eval_result = run_evaluation(actor_state.params, iteration, global_step)
+        if args.checkpoint_every and iteration % args.checkpoint_every == 0 and iteration < args.iterations:
+            save_finetune_checkpoint()
+    progress.close()
+    if envs:
+        envs.close()
+
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.flax")
+        print(f"model saved to {save_policy(path, actor_state.params, critic_state.params, normalizer)}")
+    env_steps = (args.iterations - first_iteration) * env_steps_per_iteration
+    final = f"final return {eval_result['episodic_return']:.1f}" if eval_result else "no evaluation"
+    final += f", success {eval_result['success']:.3f}" if eval_result and sparse else ""
+    print(
+        f"{task.env_id}: {final} over {args.eval_episodes} episodes | wall time {time.time() - start_time:.0f} s | "
+        f"{env_steps / max(time.time() - finetune_start, 1e-9):.0f} env steps/s while fine-tuning"
+    )
+    writer.close()
