@@ -1,4 +1,4 @@
-# FM-IRL: flow matching for reward modeling and policy regularization (Wan, Wu et al., arXiv:2510.09222); docs: docs/fm_irl.md
+# FM-IRL: Flow-Matching for Reward Modeling and Policy Regularization (arXiv:2510.09222); docs: docs/fm_irl.md
 """FM-IRL trains a Gaussian MLP student online with PPO from a few demonstrations. A label-conditioned flow-matching
 teacher over (state, action), trained from scratch beside the student, is the discriminator that gives the reward, and
 a regulariser pulls the student's mean action toward the teacher's own expert-label samples.
@@ -343,7 +343,7 @@ def load_ogbench_demos(path: str, task: Task, args: Args) -> tuple[np.ndarray, n
     return data["observations"][:rows].astype(np.float32), data["actions"][:rows].astype(np.float32)
 
 
-def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
+def load_demos(task: Task, args: Args) -> dict:
     """Demonstration (s, a) pairs of the task, with the official random subset of transitions (`demo_frac`)."""
     if task.locomotion:
         source = args.dataset_id or task.dataset
@@ -357,11 +357,6 @@ def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
                 folder = os.path.join(folder, f"demos-noise{args.demo_noise:g}")
             source = os.path.join(folder, f"{args.dataset_id or task.dataset}.npz")
         observations, actions = load_ogbench_demos(source, task, args)
-    if observations.shape[1:] != (obs_dim,) or actions.shape[1:] != (action_dim,):
-        raise SystemExit(
-            f"error: {source} has observations {observations.shape[1:]} and actions {actions.shape[1:]}, but "
-            f"{task.env_id} has ({obs_dim},) and ({action_dim},)"
-        )
     keep = np.arange(len(observations))
     np.random.default_rng(args.seed).shuffle(keep)
     keep = keep[: int(len(keep) * args.demo_frac)]
@@ -370,7 +365,7 @@ def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
             f"error: {source}: {len(keep)} demonstration transitions are kept, fewer than one teacher batch of "
             f"{args.teacher_batch_size}; use more --num-demos or a smaller --teacher-batch-size"
         )
-    print(f"demonstrations: {source}, {args.num_demos} trajectories, {len(keep)} of {len(observations)} steps used")
+    print(f"demonstrations: {source}, {len(keep)} of their {len(observations)} steps used")
     return {"observations": observations[keep], "actions": actions[keep]}
 
 
@@ -592,27 +587,35 @@ class RewardNormalizer(NamedTuple):
     returns: jax.Array  # R per environment, carried across iterations
 
 
-def relabel_rewards(teacher_params, obs, actions, start_masks, normalizer: RewardNormalizer, key, nets, args):
-    """Rewards of the whole rollout from the updated teacher, one draw per time step of all envs (as the official
-    loop draws them), divided by the running std of the discounted return R <- R * mask * gamma + r (not centred)."""
-    keys = jax.random.split(key, obs.shape[0])
-    x = jnp.concatenate([obs, actions], axis=-1)
-    logits = jax.vmap(lambda x_t, k: discriminator_logits(nets.teacher, teacher_params, x_t, k, args))(x, keys)
-    raw_rewards = airl_reward(logits) + args.reward_bonus
+def normalize_rewards(raw_rewards, start_masks, normalizer: RewardNormalizer, gamma: float):
+    """r / sqrt(var(R) + 1e-8) with R <- R * mask * gamma + r per environment and the running variance of R updated
+    once per time step with the R of all environments (not centred, not clipped)."""
 
     def step(normalizer, inputs):
         reward, mask = inputs
-        returns = normalizer.returns * mask * args.gamma + reward
+        returns = normalizer.returns * mask * gamma + reward
         stats = update_running_stats(normalizer.stats, returns)
         return RewardNormalizer(stats, returns), reward / jnp.sqrt(stats.var + 1e-8)
 
     normalizer, rewards = jax.lax.scan(step, normalizer, (raw_rewards, start_masks))
+    return rewards, normalizer
+
+
+def relabel_rewards(teacher_params, obs, actions, start_masks, normalizer: RewardNormalizer, key, nets, args):
+    """Rewards of the whole rollout from the updated teacher, with fresh draws for each time step's slice of
+    environments (the batch in which the official loop pairs antithetic times), then normalised."""
+    keys = jax.random.split(key, obs.shape[0])
+    x = jnp.concatenate([obs, actions], axis=-1)
+    logits = jax.vmap(lambda x_t, k: discriminator_logits(nets.teacher, teacher_params, x_t, k, args))(x, keys)
+    raw_rewards = airl_reward(logits) + args.reward_bonus
+    rewards, normalizer = normalize_rewards(raw_rewards, start_masks, normalizer, args.gamma)
     return rewards, normalizer, {"raw_reward": raw_rewards.mean(), "reward": rewards.mean()}
 
 
 # ALGO LOGIC: student (PPO with the teacher regulariser)
 def teacher_samples(teacher_params, key, num_samples: int, nets: Networks, args: Args):
     """(s_G, a_G) from the teacher's expert label: 40 Euler steps of dx/dtau = v(x, 1, tau) from N(0, I)."""
+    teacher_params = jax.lax.stop_gradient(teacher_params)  # the official code samples under no_grad
     labels = jnp.ones((num_samples, args.label_dim))
     x0 = jax.random.normal(key, (num_samples, nets.obs_dim + nets.action_dim))
     velocity = lambda x, t: nets.teacher.apply(teacher_params, x, labels, t[:, 0])  # noqa: E731
@@ -761,14 +764,18 @@ class TrainingEnvs:
         }
 
     def load_state_dict(self, saved: dict, restart_seed: int):
-        self.obs_stats = RunningMeanStd(**{k: np.asarray(v) for k, v in saved["obs_stats"].items()})
+        stats = saved["obs_stats"]
+        self.obs_stats = RunningMeanStd(np.array(stats["mean"]), np.array(stats["var"]), float(stats["count"]))
         self.finished.extend(map(tuple, saved["finished"]))
         sims = pickle.loads(saved["simulators"].tobytes())
         if sims:  # continue the episodes in progress exactly
             for env, sim in zip(self.envs.envs, sims, strict=True):
                 restore_simulator(env, sim)
-            self.obs, self.prev_done = saved["obs"], saved["prev_done"]
-            self.episode_return, self.episode_length = saved["episode_return"], saved["episode_length"]
+            self.obs, self.prev_done = np.array(saved["obs"]), np.array(saved["prev_done"])
+            self.episode_return, self.episode_length = (
+                np.array(saved["episode_return"]),
+                np.array(saved["episode_length"]),
+            )
         else:  # restart them
             self.obs = self.observe(self.envs.reset(seed=[restart_seed + i for i in range(self.envs.num_envs)])[0])
 
@@ -847,6 +854,15 @@ def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int
     return result | ({"success": np.mean(successes)} if not np.isnan(successes).any() else {})
 
 
+def training_episode_stats(finished) -> dict:
+    """Mean return, length (and success) of the last 100 training episodes: the metrics of the paper's curves."""
+    if not finished:
+        return {}
+    finished = np.array(finished)
+    stats = {"episodic_return": finished[:, 0].mean(), "episodic_length": finished[:, 1].mean()}
+    return stats | ({"success": finished[:, 2].mean()} if not np.isnan(finished[:, 2]).any() else {})
+
+
 # Save/load the model and the checkpoint
 def write_atomically(path: str, payload: bytes):
     with open(path + ".tmp", "wb") as f:
@@ -885,22 +901,36 @@ def load_model(path: str, obs_dim: int, action_dim: int):
     return saved_args, nets, model["student"], RunningMeanStd(**model["obs_stats"])
 
 
+def read_saved_args(path: str) -> Args:
+    try:
+        with open(path) as f:
+            return Args(**json.load(f))
+    except (OSError, ValueError, TypeError) as error:
+        raise SystemExit(f"error: cannot read {path} ({type(error).__name__}): no fm_irl.py run wrote it") from None
+
+
+def read_checkpoint(run_dir: str, env_id: str) -> dict:
+    path = os.path.join(run_dir, "checkpoint.msgpack")
+    try:
+        with open(path, "rb") as f:
+            checkpoint = flax.serialization.msgpack_restore(f.read())
+        int(checkpoint["iteration"])
+    except (OSError, ValueError, KeyError, TypeError) as error:  # missing, truncated or not a checkpoint
+        raise SystemExit(
+            f"error: {path} cannot be read ({type(error).__name__}); a run writes it with --checkpoint-every N:\n"
+            f"  python fm_irl.py --env-id {env_id} --checkpoint-every 100000"
+        ) from None
+    return checkpoint
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.resume:  # the saved arguments win
-        try:
-            with open(os.path.join(args.resume, "args.json")) as f:
-                args = dataclasses.replace(Args(**json.load(f)), resume=args.resume)
-        except (OSError, ValueError, TypeError) as error:
-            raise SystemExit(
-                f"error: {args.resume} is not a run folder of fm_irl.py ({type(error).__name__})"
-            ) from None
-    if args.load_model:  # evaluate a saved student on its own task
-        try:
-            with open(os.path.join(os.path.dirname(args.load_model), "args.json")) as f:
-                args = dataclasses.replace(args, env_id=json.load(f)["env_id"])
-        except (OSError, ValueError, KeyError) as error:
-            raise SystemExit(f"error: no args.json beside {args.load_model} ({type(error).__name__})") from None
+        args = dataclasses.replace(read_saved_args(os.path.join(args.resume, "args.json")), resume=args.resume)
+    if args.load_model:  # evaluate the saved student on its own task
+        args = dataclasses.replace(
+            args, env_id=read_saved_args(os.path.join(os.path.dirname(args.load_model), "args.json")).env_id
+        )
     task = check_args(args)
     args = with_task_defaults(args, task)
     batch_size = args.num_steps * args.num_envs
@@ -917,6 +947,7 @@ if __name__ == "__main__":
     key = jax.random.PRNGKey(args.seed)
     key, init_key, eval_key = jax.random.split(key, 3)
 
+    demos = None if args.load_model else load_demos(task, args)  # a missing dataset fails before anything slow
     eval_envs = [gym.make(args.env_id) for _ in range(max(1, min(args.num_eval_envs, args.eval_episodes)))]
     obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
     if args.load_model:
@@ -925,23 +956,18 @@ if __name__ == "__main__":
         result = evaluate(eval_envs, policy, student, obs_stats, eval_key, args.eval_episodes, 10**6 * (args.seed + 1))
         print(f"{args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
         raise SystemExit(0)
-    demos = jax.device_put(load_demos(task, args, obs_dim, action_dim))
+    if demos["observations"].shape[1:] != (obs_dim,) or demos["actions"].shape[1:] != (action_dim,):
+        raise SystemExit(
+            f"error: the demonstrations have (s, a) of sizes {demos['observations'].shape[1:]}, "
+            f"{demos['actions'].shape[1:]}; {args.env_id} has ({obs_dim},), ({action_dim},)"
+        )
+    demos = jax.device_put(demos)
 
-    checkpoint = None
-    if args.resume:
-        run_dir = args.resume
-        try:
-            with open(os.path.join(run_dir, "checkpoint.msgpack"), "rb") as f:
-                checkpoint = flax.serialization.msgpack_restore(f.read())
-            start_iteration = int(checkpoint["iteration"])
-        except Exception as error:  # missing, truncated or not a checkpoint
-            raise SystemExit(
-                f"error: {run_dir}/checkpoint.msgpack cannot be read ({type(error).__name__}); runs write it with "
-                f"--checkpoint-every N\n  python fm_irl.py --env-id {args.env_id} --checkpoint-every 100000"
-            ) from None
-        print(f"resuming {run_dir} after iteration {start_iteration} (step {start_iteration * batch_size})")
+    checkpoint, start_iteration = (read_checkpoint(args.resume, args.env_id), None) if args.resume else (None, 0)
+    if checkpoint:
+        run_dir, start_iteration = args.resume, int(checkpoint["iteration"])
+        print(f"resuming after iteration {start_iteration} (step {start_iteration * batch_size})")
     else:
-        start_iteration = 0
         run_dir = os.path.join("runs", f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "args.json"), "w") as f:
@@ -984,20 +1010,15 @@ if __name__ == "__main__":
     def stop_on_nan(info: dict, what: str, iteration: int, last_good: TrainState):
         path = save_model(run_dir, last_good, train_envs.obs_stats, args)
         writer.close()
+        losses = ", ".join(f"{k} {float(v):.4g}" for k, v in info.items() if "loss" in k)
         raise SystemExit(
             f"error: the loss became NaN or infinite at step {(iteration + 1) * batch_size} ({what} of iteration "
-            f"{iteration + 1}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in info.items() if "loss" in k) + "); "
-            f"the parameters of step {iteration * batch_size} are saved to {path}"
+            f"{iteration + 1}: {losses}); the parameters of step {iteration * batch_size} are saved to {path}"
         )
 
     def write_checkpoint(iteration: int):
-        contents = {
-            "state": state,
-            "reward_normalizer": normalizer,
-            "key": np.asarray(key),
-            "iteration": iteration,
-            "envs": train_envs.state_dict(with_simulators=task.locomotion),
-        }
+        contents = {"state": state, "reward_normalizer": normalizer, "key": np.asarray(key), "iteration": iteration}
+        contents["envs"] = train_envs.state_dict(with_simulators=task.locomotion)
         write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(contents))
         with open(os.path.join(run_dir, "checkpoint.json"), "w") as f:
             json.dump({"iteration": iteration, "step": iteration * batch_size, "time": time.time()}, f)
@@ -1018,35 +1039,27 @@ if __name__ == "__main__":
         )
         rollout = jax.device_put(rollout)
         obs_stats = jax.tree.map(jnp.asarray, train_envs.obs_stats)
-        new_state, teacher_info = teacher_fn(state, demos, obs_stats, rollout.obs, rollout.actions, teacher_key)
-        teacher_info = jax.device_get(teacher_info)
+        new_state, teacher_info = jax.device_get(
+            teacher_fn(state, demos, obs_stats, rollout.obs, rollout.actions, teacher_key)
+        )
         if not np.isfinite(teacher_info["teacher_loss"]):
             stop_on_nan(teacher_info, "teacher loss", iteration, state)
         rewards, new_normalizer, reward_info = relabel_fn(
             new_state.teacher, rollout.obs, rollout.actions, rollout.start_masks, normalizer, reward_key
         )
-        new_state, ppo_info = ppo_fn(new_state, rollout, rewards, learning_rate, ppo_key)
-        ppo_info = jax.device_get(ppo_info)
+        new_state, ppo_info = jax.device_get(ppo_fn(new_state, rollout, rewards, learning_rate, ppo_key))
         if not np.isfinite(ppo_info["ppo_loss"]):
             stop_on_nan(ppo_info, "PPO loss", iteration, state)
         state, normalizer = new_state, new_normalizer
 
         for k, v in (teacher_info | ppo_info).items():
-            writer.add_scalar(
-                f"{'charts' if k in ('expert_disc_val', 'agent_disc_val', 'agent_reward') else 'losses'}/{k}",
-                float(v),
-                global_step,
-            )
+            writer.add_scalar(f"{'charts' if k.endswith(('disc_val', 'reward')) else 'losses'}/{k}", v, global_step)
         for k, v in jax.device_get(reward_info).items():
-            writer.add_scalar(f"charts/mean_{k}", float(v), global_step)
+            writer.add_scalar(f"charts/mean_{k}", v, global_step)
         writer.add_scalar("charts/learning_rate", learning_rate, global_step)
         writer.add_scalar("charts/SPS", batch_size / (time.time() - iteration_start), global_step)
-        if train_envs.finished:  # the paper's curves: the mean over the last 100 training episodes
-            finished = np.array(train_envs.finished)
-            writer.add_scalar("charts/episodic_return", finished[:, 0].mean(), global_step)
-            writer.add_scalar("charts/episodic_length", finished[:, 1].mean(), global_step)
-            if not np.isnan(finished[:, 2]).any():
-                writer.add_scalar("charts/success", finished[:, 2].mean(), global_step)
+        for k, v in training_episode_stats(train_envs.finished).items():  # the paper's curves
+            writer.add_scalar(f"charts/{k}", v, global_step)
         if args.eval_episodes and ((iteration + 1) % eval_interval == 0 or iteration + 1 == num_iterations):
             noise_key, reset_seed = jax.random.fold_in(eval_key, global_step), 10**6 * (args.seed + 1) + global_step
             eval_result = evaluate(
@@ -1062,14 +1075,12 @@ if __name__ == "__main__":
     if args.save_model:
         print(f"model saved to {save_model(run_dir, state, train_envs.obs_stats, args)}")
     wall_time = time.time() - start_time
-    steps_done = (num_iterations - start_iteration) * batch_size
-    finished = np.array(train_envs.finished).reshape(-1, 3)
-    summary = f"{args.env_id}: final training return {finished[:, 0].mean() if len(finished) else float('nan'):.1f}"
-    if len(finished) and not np.isnan(finished[:, 2]).any():
-        summary += f", success {finished[:, 2].mean():.3f}"
-    summary += f" (last {len(finished)} episodes)"
-    summary += "".join(f" | eval {k} {v:.3f}" for k, v in eval_result.items() if k != "episodic_length")
+    steps_per_second = (num_iterations - start_iteration) * batch_size / wall_time
+    final = training_episode_stats(train_envs.finished) | {f"eval {k}": v for k, v in eval_result.items()}
     print(
-        f"{summary} | wall time {wall_time:.0f} s | {steps_done / wall_time:.1f} steps/s (evaluation and compile included)"
+        f"{args.env_id}: final "
+        + ", ".join(f"{k} {v:.3f}" for k, v in final.items() if "length" not in k)
+        + f" (training: last {len(train_envs.finished)} episodes) | wall time {wall_time:.0f} s | "
+        f"{steps_per_second:.1f} steps/s (evaluation and compile included)"
     )
     writer.close()
