@@ -947,7 +947,9 @@ if __name__ == "__main__":
     key = jax.random.PRNGKey(args.seed)
     key, init_key, eval_key = jax.random.split(key, 3)
 
-    demos = None if args.load_model else load_demos(task, args)  # a missing dataset fails before anything slow
+    # A missing or broken checkpoint or dataset fails before anything slow.
+    checkpoint, start_iteration = (read_checkpoint(args.resume, args.env_id), None) if args.resume else (None, 0)
+    demos = None if args.load_model else load_demos(task, args)
     eval_envs = [gym.make(args.env_id) for _ in range(max(1, min(args.num_eval_envs, args.eval_episodes)))]
     obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
     if args.load_model:
@@ -963,7 +965,6 @@ if __name__ == "__main__":
         )
     demos = jax.device_put(demos)
 
-    checkpoint, start_iteration = (read_checkpoint(args.resume, args.env_id), None) if args.resume else (None, 0)
     if checkpoint:
         run_dir, start_iteration = args.resume, int(checkpoint["iteration"])
         print(f"resuming after iteration {start_iteration} (step {start_iteration * batch_size})")
