@@ -382,3 +382,41 @@ def test_a_missing_minari_dataset_says_how_to_make_it(tmp_path, run_env):
         "  python benchmark/train_expert.py --env-id Walker2d-v5",
         "  python benchmark/make_dataset.py --dataset mujoco/walker2d/expert-v0",
     ]
+
+
+def test_suite_builds_the_quick_profile_with_ablations_and_the_noise_sweep():
+    from benchmark import suite
+
+    commands = [suite.format_command(c) for c in suite.build_fm_irl_commands(suite.Args(method="fm-irl", profile="quick"))]  # fmt: skip
+    assert len(commands) == 16  # 2 tasks x 3 variants x 2 seeds + 2 noise levels x 2 seeds
+    assert sum("--exp-name fm_irl_no_regularizer --regularizer-coef 0" in c for c in commands) == 4
+    assert sum("--exp-name fm_irl_no_disc_bc --disc-bc-coef 0" in c for c in commands) == 4
+    assert [c.split("--demo-noise ")[1] for c in commands if "--demo-noise" in c] == ["1", "1", "2", "2"]
+    assert all("--teacher-hidden-dim 256 --regularizer-samples 64" in c for c in commands)
+    paper = suite.build_fm_irl_commands(suite.Args(method="fm-irl", seeds=[3], tasks=["walker2d"]))
+    assert [suite.format_command(c) for c in paper] == ["python fm_irl.py --env-id walker2d --seed 3 --exp-name fm_irl"]
+
+
+def test_summary_table_and_curves_from_synthetic_runs(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    from benchmark import summarize_fm_irl
+
+    for seed in (0, 1):
+        for variant, scale in (("fm_irl", 1.0), ("fm_irl_no_regularizer", 0.5)):
+            run_dir = tmp_path / "runs" / f"pointmaze__{variant}__{seed}"
+            run_dir.mkdir(parents=True)
+            args = {"exp_name": variant, "env_id": "pointmaze-medium-singletask-task1-v0", "seed": seed}
+            args |= {"demo_noise": None, "total_timesteps": 32_000, "num_steps": 500, "num_envs": 32}
+            (run_dir / "args.json").write_text(json.dumps(args))
+            writer = SummaryWriter(str(run_dir))
+            for step in (16_000, 32_000):
+                writer.add_scalar("charts/success", scale * step / 32_000 - 0.1 * seed, step)
+            writer.add_scalar("eval/success", scale, 32_000)
+            writer.close()
+    out = tmp_path / "out"
+    summarize_fm_irl.main(summarize_fm_irl.Args(runs_dir=str(tmp_path / "runs"), out_dir=str(out)))
+    readme = (out / "README.md").read_text()
+    assert "| fm_irl | default | 32k | 2 | 0.95 ± 0.05 | 1.00 | — (beyond) | 0.87 ± 0.03 at 5M |" in readme
+    assert "| fm_irl_no_regularizer | default | 32k | 2 | 0.45 ± 0.05 | 0.50 |" in readme
+    assert (out / "curves" / "pointmaze-medium-singletask-task1-v0.png").exists()
