@@ -296,7 +296,7 @@ def load_minari_demos(dataset_id: str, num_demos: int) -> tuple[np.ndarray, np.n
         try:
             dataset = minari.load_dataset(dataset_id, download=True)
         except Exception as error:
-            name = dataset_id.split("/")[1]
+            name = (dataset_id.split("/") + [dataset_id])[1]  # mujoco/<name>/expert-v0
             env_name = {"halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}.get(name, name.capitalize())
             where = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
             reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
