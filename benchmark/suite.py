@@ -154,7 +154,7 @@ FM_IRL_PROFILES = {
         variants=["fm_irl"],
         seeds=[1, 2, 3, 4],
     ),
-    # About an hour on a quiet 2-core CPU: a 4x256 teacher, 64 regulariser samples, 500k (hopper) and 320k
+    # About an hour on a quiet 2-core CPU: a 4x128 teacher, 32 regulariser samples, 500k (hopper) and 320k
     # (pointmaze) environment steps, the paper's rollout sizes; pointmaze demonstrations in data/ (see above).
     "quick": FmIrlProfile(
         tasks={
@@ -163,7 +163,7 @@ FM_IRL_PROFILES = {
         },
         variants=list(FM_IRL_VARIANTS),
         seeds=[0, 1],
-        flags=("--teacher-hidden-dim", "256", "--regularizer-samples", "64", "--dataset-dir", "data"),
+        flags=("--teacher-hidden-dim", "128", "--regularizer-samples", "32", "--dataset-dir", "data"),
         noise_sweep=("pointmaze-medium", (1.0, 2.0)),
     ),
 }
