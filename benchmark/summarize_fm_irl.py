@@ -35,6 +35,8 @@ PAPER_FINAL = {
     "Fetch-pick": (0.9984, 0.0023, 10_000_000),
     "Ant-goal": (0.8225, 0.0284, 5_000_000),
 }
+# make_dataset.py's default action noise of the demonstrations (the paper's locomotion data is an expert's).
+DEFAULT_DEMO_NOISE = {"Maze2d": "0.5", "Fetch-pick": "0.1", "Ant-goal": "0.2", "Hopper": "expert", "Walker2d": "expert"}
 PAPER_CURVE = {
     "Hopper": [(1_500_000, 2000.0), (25_000_000, 3300.0)],
     "Walker2d": [(4_500_000, 3000.0), (8_000_000, 4100.0)],
@@ -117,7 +119,8 @@ def collect_groups(runs_dir: Path) -> dict:
         run = load_run(args_path.parent)
         if run is not None:  # a later run of the same seed replaces an earlier one
             groups[run.env_id, run.variant, run.demo_noise, run.budget][run.seed] = run
-    return {key: list(runs.values()) for key, runs in sorted(groups.items(), key=lambda kv: str(kv[0]))}
+    order = lambda key: (key[0], key[1] != "fm_irl", key[1], key[2] or 0.0, key[3])  # noqa: E731
+    return {key: list(groups[key].values()) for key in sorted(groups, key=order)}
 
 
 def fmt(value: float, metric: str) -> str:
@@ -145,13 +148,21 @@ def table(groups: dict) -> str:
         run = finished[0]
         paper_at_budget, paper_final = paper_cells(run)
         unfinished = f" (+{len(runs) - len(finished)} unfinished)" if len(finished) < len(runs) else ""
-        lines.append(
-            f"| `{env_id}` ({run.paper_task}) | {variant} | {'default' if noise is None else f'{noise:g}'} | "
-            f"{format_steps(last_step)}{'' if last_step == runs[0].last_step else ' (running)'} | {len(finished)}{unfinished} | "
-            f"{fmt(finals.mean(), run.metric)} ± {fmt(finals.std(), run.metric)} | "
-            f"{fmt(np.mean(evals), run.metric) if evals else '—'} | {paper_at_budget} | {paper_final} | "
-            f"{np.mean([r.minutes for r in finished]):.0f} |"
-        )
+        demo_noise = f"{DEFAULT_DEMO_NOISE[run.paper_task]} (default)" if noise is None else f"{noise:g}"
+        running = "" if last_step == runs[0].last_step else " (running)"
+        cells = [
+            f"`{env_id}` ({run.paper_task})",
+            variant,
+            demo_noise,
+            f"{format_steps(last_step)}{running}",
+            f"{len(finished)}{unfinished}",
+            f"{fmt(finals.mean(), run.metric)} ± {fmt(finals.std(), run.metric)}",
+            fmt(np.mean(evals), run.metric) if evals else "—",
+            paper_at_budget,
+            paper_final,
+            f"{np.mean([r.minutes for r in finished]):.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

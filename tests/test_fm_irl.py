@@ -417,6 +417,6 @@ def test_summary_table_and_curves_from_synthetic_runs(tmp_path):
     out = tmp_path / "out"
     summarize_fm_irl.main(summarize_fm_irl.Args(runs_dir=str(tmp_path / "runs"), out_dir=str(out)))
     readme = (out / "README.md").read_text()
-    assert "| fm_irl | default | 32k | 2 | 0.95 ± 0.05 | 1.00 | — (beyond) | 0.87 ± 0.03 at 5M |" in readme
-    assert "| fm_irl_no_regularizer | default | 32k | 2 | 0.45 ± 0.05 | 0.50 |" in readme
+    assert "| fm_irl | 0.5 (default) | 32k | 2 | 0.95 ± 0.05 | 1.00 | — (beyond) | 0.87 ± 0.03 at 5M |" in readme
+    assert "| fm_irl_no_regularizer | 0.5 (default) | 32k | 2 | 0.45 ± 0.05 | 0.50 |" in readme
     assert (out / "curves" / "pointmaze-medium-singletask-task1-v0.png").exists()
