@@ -1,11 +1,17 @@
-"""Gradient steps per second of each method's offline update at the paper configuration, compile time separate.
+"""Speed of each method at the paper configuration, compile time measured apart.
 
-    python benchmark/speed.py --algo fql --steps 2000
-    python benchmark/speed.py --algo rldt     # seconds per fine-tuning iteration instead (rldt_iteration_speed)
+    python benchmark/speed.py --algo fql --steps 2000   # fql, fino: gradient steps per second
+    python benchmark/speed.py --algo rldt                # seconds per fine-tuning iteration
+    python benchmark/speed.py --algo fm_irl --iterations 3   # seconds per iteration
 
-Random data with cube-single's shapes (obs 28, action 5) is placed on the device; the method's own jitted
-`train_chunk` runs `--chunk` gradient steps per call. Compile time is measured with `lower().compile()`; the
+fql and fino: random data with cube-single's shapes (obs 28, action 5) is placed on the device; the method's own
+jitted `train_chunk` runs `--chunk` gradient steps per call. Compile time is measured with `lower().compile()`; the
 throughput is the median over the timed calls, after one warm-up call.
+
+rldt and fm_irl (online methods) report seconds per iteration at the Hopper configuration, split into their parts.
+rldt: 100 Hopper-v5 environments x 500 chunks of 4 actions, 16 critic rounds, 32 actor steps (rldt_iteration_speed).
+fm_irl: 32 Hopper-v5 environments x 128 steps, teacher 4x1024, 1024 regulariser samples x 40 Euler steps at each of
+the 320 PPO minibatches, split into rollout, teacher (update and reward relabelling) and PPO (fm_irl_speed).
 """
 
 import importlib
@@ -24,7 +30,7 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-ALGOS = ("fql", "fino", "rldt")  # the method files this script measures
+ALGOS = ("fql", "fino", "rldt", "fm_irl")  # the method files this script measures
 
 
 @dataclass
@@ -32,7 +38,7 @@ class Args:
     """Gradient steps per second of a method's offline update at the paper configuration, compile time separate."""
 
     algo: str = "fql"
-    """the algorithm file to measure (fql, fino, rldt)"""
+    """the algorithm file to measure (fql, fino, rldt, fm_irl)"""
     steps: int = 2000
     """timed gradient steps (rounded up to whole chunks)"""
     chunk: int = 500
@@ -59,6 +65,14 @@ class Args:
     rldt_actor_steps: int = 32
     """rldt: actor steps to time, out of the iteration's 32; fewer are scaled up to 32"""
 
+    # fm_irl only
+    iterations: int = 2
+    """fm_irl: timed iterations (compiled ahead, so no warm-up is needed)"""
+    teacher_hidden_dim: int = 1024
+    """fm_irl: width of the teacher (the paper's 4x1024)"""
+    regularizer_samples: int = 1024
+    """fm_irl: teacher samples drawn at every PPO minibatch (the paper's 1024 for Hopper)"""
+
 
 def fail(flag: str, value, why: str):
     """A bad flag value: one line on stderr, exit status 2."""
@@ -70,7 +84,9 @@ def check_args(bench: Args) -> None:
     """Every flag, before anything slow."""
     if bench.algo not in ALGOS:
         fail("algo", bench.algo, f"not a method this script measures; give one of {', '.join(ALGOS)}")
-    for flag in ("steps", "chunk", "batch_size", "flow_steps", "dataset_size", "obs_dim", "action_dim"):
+    positive = ("steps", "chunk", "batch_size", "flow_steps", "dataset_size", "obs_dim", "action_dim")
+    positive += ("rldt_num_envs", "rldt_rollout_steps", "rldt_critic_rounds", "rldt_actor_steps")
+    for flag in positive + ("iterations", "teacher_hidden_dim", "regularizer_samples"):
         if getattr(bench, flag) < 1:
             fail(flag.replace("_", "-"), getattr(bench, flag), "must be positive; give an integer >= 1")
     if not bench.hidden_dims or min(bench.hidden_dims) < 1:
@@ -205,7 +221,90 @@ def rldt_iteration_speed(bench: Args) -> tuple[float, float]:
     return total, compile_time
 
 
-BENCHMARKS = {"rldt": rldt_iteration_speed}  # methods whose speed is not gradient steps/s of an offline update
+def fm_irl_speed(bench: Args) -> tuple[float, float]:
+    """Seconds per FM-IRL iteration at the Hopper configuration: rollout, teacher (update and relabelling), PPO."""
+    import fm_irl
+
+    task = fm_irl.resolve_task("hopper")
+    args = fm_irl.with_task_defaults(
+        replace(
+            fm_irl.Args(),
+            env_id="hopper",
+            teacher_hidden_dim=bench.teacher_hidden_dim,
+            regularizer_samples=bench.regularizer_samples,
+        ),
+        task,
+    )
+    rng = np.random.default_rng(0)
+    envs = fm_irl.TrainingEnvs(args.env_id, args.num_envs, args.seed)
+    obs_dim, action_dim = envs.obs.shape[1], envs.low.shape[0]
+    demos = jax.device_put(
+        {
+            "observations": rng.standard_normal((1000, obs_dim), np.float32),  # one 1000-step trajectory
+            "actions": rng.uniform(-1, 1, (1000, action_dim)).astype(np.float32),
+        }
+    )
+    nets, student_tx, teacher_tx = fm_irl.make_networks(args, obs_dim, action_dim)
+    state = fm_irl.init_train_state(jax.random.PRNGKey(0), nets, student_tx, teacher_tx, args)
+    stats = fm_irl.RunningMeanStd(*jax.numpy.array([0.0, 1.0, 1e-4]))
+    normalizer = fm_irl.RewardNormalizer(stats, jax.numpy.zeros(args.num_envs))
+    batch_size = args.num_steps * args.num_envs
+    teacher_steps = min(1000, batch_size) // args.teacher_batch_size
+    policy = jax.jit(partial(fm_irl.act, nets=nets))
+    teacher_fn = jax.jit(
+        partial(fm_irl.teacher_update, num_updates=teacher_steps, nets=nets, teacher_tx=teacher_tx, args=args)
+    )
+    relabel_fn = jax.jit(partial(fm_irl.relabel_rewards, nets=nets, args=args))
+    ppo_fn = jax.jit(partial(fm_irl.ppo_update, nets=nets, student_tx=student_tx, args=args))
+
+    key = jax.random.PRNGKey(1)
+    start = time.perf_counter()
+    collect = partial(fm_irl.collect_rollout, envs, policy, num_steps=args.num_steps, clip_actions=args.clip_actions)
+    rollout = jax.device_put(collect(state.student, key))
+    act_compile_and_rollout = time.perf_counter() - start
+    stats = jax.tree.map(jax.numpy.asarray, envs.obs_stats)
+    start = time.perf_counter()
+    teacher_fn = teacher_fn.lower(state, demos, stats, rollout.obs, rollout.actions, key).compile()
+    masks = rollout.start_masks
+    relabel_fn = relabel_fn.lower(state.teacher, rollout.obs, rollout.actions, masks, normalizer, key).compile()
+    rewards = jax.numpy.zeros_like(rollout.values)
+    ppo_fn = ppo_fn.lower(state, rollout, rewards, 1e-4, key).compile()
+    compile_time = time.perf_counter() - start
+
+    times = {"rollout": [], "teacher": [], "PPO": []}
+    for iteration in range(bench.iterations):  # everything is compiled already
+        key, rollout_key, teacher_key, reward_key, ppo_key = jax.random.split(key, 5)
+        start = time.perf_counter()
+        rollout = jax.block_until_ready(jax.device_put(collect(state.student, rollout_key)))
+        middle = time.perf_counter()
+        stats = jax.tree.map(jax.numpy.asarray, envs.obs_stats)
+        state, _ = teacher_fn(state, demos, stats, rollout.obs, rollout.actions, teacher_key)
+        x = (rollout.obs, rollout.actions, rollout.start_masks)
+        rewards, normalizer, _ = relabel_fn(state.teacher, *x, normalizer, reward_key)
+        jax.block_until_ready(rewards)
+        end = time.perf_counter()
+        state, info = ppo_fn(state, rollout, rewards, 1e-4, ppo_key)
+        jax.block_until_ready(info)
+        measured = {"rollout": middle - start, "teacher": end - middle, "PPO": time.perf_counter() - end}
+        for k, v in measured.items():
+            times[k].append(v)
+        print(f"iteration {iteration}: " + ", ".join(f"{k} {v:.2f} s" for k, v in measured.items()), flush=True)
+    parts = {k: float(np.median(v)) for k, v in times.items()}
+    per_iteration = sum(parts.values())
+    print(
+        f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); Hopper-v5, {args.num_envs} envs x "
+        f"{args.num_steps} steps, teacher {args.teacher_depth}x{args.teacher_hidden_dim}, {args.regularizer_samples} "
+        f"regulariser samples x {args.regularizer_flow_steps} Euler steps x {args.num_epochs * args.num_minibatches} "
+        f"minibatches; medians of {bench.iterations} iterations: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+        + f"; first rollout (with the policy's compile) {act_compile_and_rollout:.1f} s"
+    )
+    print(f"fm_irl: {per_iteration:.2f} s/iteration, compile {compile_time:.1f} s")
+    return per_iteration, compile_time
+
+
+# methods whose speed is not gradient steps/s of an offline update
+BENCHMARKS = {"rldt": rldt_iteration_speed, "fm_irl": fm_irl_speed}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@ The quick profile reads small regenerated datasets from data/ (200 episodes, abo
 
     python benchmark/make_dataset.py --dataset cube-single-play-v0 --num-episodes 200 --out-dir data
     python benchmark/make_dataset.py --dataset scene-play-v0 --num-episodes 200 --out-dir data
+
+FM-IRL (`--method fm-irl`) learns online from demonstrations; its quick profile runs FM-IRL and its two ablations on
+hopper (the Minari expert dataset) and pointmaze-medium, and a demonstration-noise sweep on pointmaze-medium, from
+demonstrations in data/ (seconds each), then `python benchmark/summarize_fm_irl.py` writes the table and curves:
+
+    for noise in 0.5 1 2; do python benchmark/make_dataset.py --demos pointmaze-medium-singletask-task1-v0 \
+        --num-episodes 51 --noise $noise --out-dir data$([ $noise = 0.5 ] || echo /demos-noise$noise); done
 """
 
 import datetime
@@ -133,12 +140,81 @@ SUITES = {  # method: (script, {profile: Profile})
 }
 
 
+# FM-IRL (fm_irl.py): online imitation from demonstrations, so its suites list whole runs: the tasks, the two ablations
+# (as exp_names) and, in the quick profile, a sweep over the noise of the demonstrations. Per-task settings are a table
+# inside fm_irl.py; a profile only passes the budget, the evaluation schedule and (quick) smaller networks.
+FM_IRL_VARIANTS = {
+    "fm_irl": [],
+    "fm_irl_no_regularizer": ["--regularizer-coef", "0"],  # the teacher as reward only (DRAIL with flow matching)
+    "fm_irl_no_disc_bc": ["--disc-bc-coef", "0"],  # no flow-matching BC term in the teacher loss
+}
+
+
+@dataclass(frozen=True)
+class FmIrlProfile:
+    tasks: dict[str, list[str]]  # task -> its flags (budget, evaluation, demonstrations)
+    variants: list[str]
+    seeds: list[int]
+    flags: tuple[str, ...] = ()  # appended to every command
+    noise_sweep: tuple[str, tuple[float, ...]] | None = None  # (task, demonstration noise levels) for FM-IRL itself
+
+
+FM_IRL_PROFILES = {
+    # The paper's five tasks (stand-ins for the goal-reaching ones) at the official budgets, seeds 1-4.
+    "paper": FmIrlProfile(
+        tasks={task: [] for task in ["hopper", "walker2d", "pointmaze-medium", "cube-single", "antmaze-large"]},
+        variants=["fm_irl"],
+        seeds=[1, 2, 3, 4],
+    ),
+    # About an hour on a quiet 2-core CPU: a 4x128 teacher, 32 regulariser samples, 500k (hopper) and 320k
+    # (pointmaze) environment steps, the paper's rollout sizes; pointmaze demonstrations in data/ (see above).
+    "quick": FmIrlProfile(
+        tasks={
+            "hopper": ["--total-timesteps", "500000", "--eval-every", "100000", "--eval-episodes", "5"],
+            "pointmaze-medium": ["--total-timesteps", "320000", "--eval-every", "80000", "--eval-episodes", "10"],
+        },
+        variants=list(FM_IRL_VARIANTS),
+        seeds=[0, 1],
+        flags=("--teacher-hidden-dim", "128", "--regularizer-samples", "32", "--dataset-dir", "data"),
+        noise_sweep=("pointmaze-medium", (1.0, 2.0)),
+    ),
+}
+
+
+def build_fm_irl_commands(args: "Args") -> list[list[str]]:
+    """One argv per (task, variant, seed), then the noise sweep's (noise level, seed), FM-IRL only."""
+    profile = FM_IRL_PROFILES[args.profile]
+    seeds = args.seeds if args.seeds is not None else profile.seeds
+    runs = [(task, variant, []) for task in args.tasks or profile.tasks for variant in profile.variants]
+    if profile.noise_sweep and (args.tasks is None or profile.noise_sweep[0] in args.tasks):
+        task, levels = profile.noise_sweep
+        runs += [(task, "fm_irl", ["--demo-noise", f"{noise:g}"]) for noise in levels]
+    commands = []
+    for task, variant, extra in runs:
+        for seed in seeds:
+            argv = [
+                "fm_irl.py",
+                "--env-id",
+                task,
+                "--seed",
+                str(seed),
+                "--exp-name",
+                variant,
+                *FM_IRL_VARIANTS[variant],
+            ]
+            argv += [*profile.flags, *profile.tasks.get(task, []), *extra]
+            argv += ["--dataset-dir", args.dataset_dir] if args.dataset_dir else []
+            commands.append(argv + shlex.split(args.extra_args))
+    return commands
+
+
 @dataclass
 class Args:
     """Run a method's benchmark suite (the paper's tasks x seeds), locally, with submitit locally, or on slurm."""
 
-    method: Literal["fql-offline", "fql-o2o", "fino", "rldt"] = "fql-offline"
-    """the suite to run: FQL offline, FQL offline-to-online, FINO (offline-to-online), or RLDT and its two ablations"""
+    method: Literal["fql-offline", "fql-o2o", "fino", "rldt", "fm-irl"] = "fql-offline"
+    """the suite to run: FQL offline, FQL offline-to-online, FINO (offline-to-online), RLDT and its two ablations, or
+    FM-IRL (online)"""
     profile: Literal["paper", "quick"] = "paper"
     """`paper`: the paper's tasks, seeds, steps and networks; `quick`: the same code path sized for a CPU"""
     tasks: list[str] | None = None
@@ -487,7 +563,7 @@ if __name__ == "__main__":
     check_args(args)
     if args.method == "rldt":
         sys.exit(run_rldt_suite(args))
-    commands = build_commands(args)
+    commands = build_fm_irl_commands(args) if args.method == "fm-irl" else build_commands(args)
     check_commands(commands)
     if args.dry_run:
         print("\n".join(format_command(argv) for argv in commands))
@@ -506,5 +582,6 @@ if __name__ == "__main__":
     for argv in failed:
         print(f"FAILED: {format_command(argv)}")
     print(f"{len(commands) - len(failed)}/{len(commands)} runs finished; tables and plots:")
-    print(f"python benchmark/summarize.py --out-dir {args.results_dir}")
+    summarizer = "summarize_fm_irl.py" if args.method == "fm-irl" else "summarize.py"
+    print(f"python benchmark/{summarizer} --out-dir {args.results_dir}")
     sys.exit(1 if failed else 0)
