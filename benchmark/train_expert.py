@@ -512,8 +512,9 @@ def main(args: Args) -> None:
     )
 
     info = {"env_id": args.env_id, "obs_dim": int(obs_dim), "action_dim": int(action_dim), "config": config}
-    start = time.time()
-    start_transitions = transitions
+    # Minutes of training, counted across sessions: a resumed run goes on from its last checkpoint's count.
+    start = time.time() - (evaluations[-1]["minutes"] * 60 if evaluations else 0.0)
+    start_transitions, session_start = transitions, time.time()
     metrics, last_return = None, float("nan")
     actions = np.stack([env.action_space.sample() for env in envs])
     bar = tqdm(total=args.total_steps, initial=transitions, unit="step", smoothing=0.05)
@@ -574,11 +575,11 @@ def main(args: Args) -> None:
                 f"({result['minutes']:.1f} min)"
             )
     bar.close()
-    elapsed = time.time() - start
+    elapsed = time.time() - session_start
     final = evaluations[-1]["deterministic"]
     print(
         f"{args.env_id}: {args.total_steps} transitions, final return {final['return_mean']:.1f} +- "
-        f"{final['return_std']:.1f} | {elapsed / 60:.1f} min this session | "
+        f"{final['return_std']:.1f} | {(time.time() - start) / 60:.1f} min in all, {elapsed / 60:.1f} this session | "
         f"{(transitions - start_transitions) / max(elapsed, 1e-9):.0f} transitions/s | {args.out_dir}/actor.msgpack"
     )
 

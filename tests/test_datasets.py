@@ -223,7 +223,9 @@ def test_sac_expert_keeps_every_checkpoint_and_resumes(tiny_expert, tmp_path, ca
     train_expert.main(train_expert.Args(total_steps=800, out_dir=str(resumed), **SAC_FLAGS))
     assert "Resuming" in capsys.readouterr().out
     with open(resumed / "actor.json") as f:
-        assert [e["step"] for e in json.load(f)["evaluations"]] == [200, 400, 600, 800]
+        evaluations = json.load(f)["evaluations"]
+    assert [e["step"] for e in evaluations] == [200, 400, 600, 800]
+    assert evaluations[3]["minutes"] >= evaluations[2]["minutes"]  # training time counts on across sessions
     # The restored training state is the saved one: the step-600 actor is what the resumed run started from.
     saved = make_dataset.load_expert(f"{tiny_expert}/actor.msgpack")
     again = make_dataset.load_expert(f"{resumed}/checkpoints/actor_000000600.msgpack")
