@@ -17,6 +17,7 @@ import random
 import re
 import sys
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
@@ -36,6 +37,9 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from common_flow import euler_sample, flow_path
+
+# OGBench's environments declare float64 bounds; gymnasium warns about the cast (in raw colour codes) at every env made.
+warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32", category=UserWarning)
 
 
 @dataclass

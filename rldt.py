@@ -22,6 +22,7 @@ import random
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, NamedTuple
@@ -38,6 +39,9 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from common_flow import euler_chain, flow_matching_loss, polyak_update
+
+# OGBench's environments declare float64 bounds; gymnasium warns about the cast (in raw colour codes) at every env made.
+warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32", category=UserWarning)
 
 
 @dataclass
