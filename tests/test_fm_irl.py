@@ -313,8 +313,10 @@ def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp
     loaded = run_fm_irl(tmp_path, run_env, "--load-model", os.path.join(run_dir, "fm_irl.flax"), "--eval-episodes", "2")
     assert "Hopper-v5: episodic_return" in loaded.stdout
 
-    # Resume after the checkpoint (the other flags are ignored): the last iteration is redone, with its numbers.
-    resumed = run_fm_irl(tmp_path, run_env, "--resume", run_dir, "--total-timesteps", "99")
+    # Resume after the checkpoint (with its saved flags only): the last iteration is redone, with its numbers.
+    refused = run_fm_irl(tmp_path, run_env, "--resume", run_dir, "--total-timesteps", "99", check=False)
+    assert refused.returncode == 2 and "takes no other flag" in refused.stderr
+    resumed = run_fm_irl(tmp_path, run_env, "--resume", run_dir)
     assert "resuming after iteration 3 (step 768)" in resumed.stdout
     first, second = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
     expected = {k: v for k, v in scalars(run_dir, [first]).items() if k[1] == 1024 and k[0] != "charts/SPS"}
