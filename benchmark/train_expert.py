@@ -382,7 +382,7 @@ def plot_learning_curve(path: str, env_id: str, evaluations: list[dict]) -> None
     ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
     ax.set_xlabel("environment steps (millions)")
     ax.set_ylabel("return (deterministic policy)")
-    ax.set_title(f"SAC expert, {env_id}: mean and std over the evaluation episodes")
+    ax.set_title(f"SAC expert, {env_id}\nmean and std over the evaluation episodes", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=100)
