@@ -455,13 +455,18 @@ def load_rldt_run(run_dir: Path) -> dict | None:
 
 
 def summarize_rldt(args: Args) -> None:
+    check_args(args)
     runs_dir, out_dir = REPO_ROOT / args.runs_dir, REPO_ROOT / args.out_dir
     groups = defaultdict(dict)  # (env_id, method, iterations) -> {seed: run}; later runs supersede earlier ones
     for args_path in sorted(runs_dir.glob("*/args.json")):
-        saved = json.loads(args_path.read_text())
-        if args.methods is not None and saved["exp_name"] not in args.methods:
+        try:
+            saved = json.loads(args_path.read_text())
+            if args.methods is not None and saved["exp_name"] not in args.methods:
+                continue
+            run = load_rldt_run(args_path.parent)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # unreadable, or of another tool
+            print(f"skipped {args_path.parent.name}: args.json unreadable or incomplete ({type(error).__name__})")
             continue
-        run = load_rldt_run(args_path.parent)
         if run is not None:
             key = (saved["env_id"], saved["exp_name"], saved["iterations"])
             if (
@@ -470,7 +475,7 @@ def summarize_rldt(args: Args) -> None:
             ):
                 groups[key][run["args"]["seed"]] = run
     if not groups:
-        raise SystemExit(f"no rldt.py fine-tuning run under {runs_dir} has logged an evaluation yet")
+        raise SystemExit(f"error: no rldt.py fine-tuning run under {runs_dir} has logged an evaluation yet")
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         "| task | method | metric | seeds | iterations x env steps | before fine-tuning | final | best | minutes/run |",

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 import fm_irl  # noqa: E402  (its task table)
-from benchmark.summarize import describe_hardware, describe_software, format_steps, read_events  # noqa: E402
+from benchmark.summarize import describe_hardware, describe_software, fail, format_steps, read_events  # noqa: E402
 
 # The paper's FM-IRL numbers, by paper task: final (mean, std over seeds, at the official budget) from the README
 # table, and (environment steps, value) points read off its learning curves.
@@ -114,9 +114,13 @@ def load_run(run_dir: Path) -> Run | None:
 def collect_groups(runs_dir: Path) -> dict:
     groups = defaultdict(dict)
     for args_path in sorted(runs_dir.glob("*/args.json")):
-        if not json.loads(args_path.read_text()).get("exp_name", "").startswith("fm_irl"):
+        try:
+            if not json.loads(args_path.read_text()).get("exp_name", "").startswith("fm_irl"):
+                continue
+            run = load_run(args_path.parent)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # unreadable, or of another tool
+            print(f"skipped {args_path.parent.name}: args.json unreadable or incomplete ({type(error).__name__})")
             continue
-        run = load_run(args_path.parent)
         if run is not None:  # a later run of the same seed replaces an earlier one
             groups[run.env_id, run.variant, run.demo_noise, run.budget][run.seed] = run
     order = lambda key: (key[0], key[1] != "fm_irl", key[1], key[2] or 0.0, key[3])  # noqa: E731
@@ -196,7 +200,19 @@ def plot(groups: dict, out_dir: Path) -> list[Path]:
     return paths
 
 
+def check_args(args: Args) -> None:
+    """Every flag, before reading anything."""
+    if not (REPO_ROOT / args.runs_dir).is_dir():
+        fail("runs-dir", args.runs_dir, "no such folder (relative to the repository root); give the folder of the runs")
+    if (REPO_ROOT / args.out_dir).is_file():
+        fail("out-dir", args.out_dir, "is a file; give a folder (made if missing)")
+    for flag in ("dataset_note", "hardware"):
+        if getattr(args, flag) is not None and not getattr(args, flag).strip():
+            fail(flag.replace("_", "-"), "''", "must not be empty; describe it, or leave the flag out")
+
+
 def main(args: Args) -> None:
+    check_args(args)
     out_dir = REPO_ROOT / args.out_dir
     groups = collect_groups(REPO_ROOT / args.runs_dir)
     if not groups:

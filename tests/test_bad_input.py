@@ -621,6 +621,35 @@ CASES += [
 ]
 
 
+# benchmark/summarize.py --rldt and benchmark/summarize_fm_irl.py: the same folder checks; damaged run folders are skipped
+CASES += [
+    Case("benchmark/summarize.py", ["--rldt", "--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
+    Case(
+        "benchmark/summarize.py",
+        ["--rldt", "--runs-dir", "{tmp}"],
+        1,
+        "error: no rldt.py fine-tuning run under {tmp} has logged an evaluation yet",
+        write_file("r1/args.json", b"{not json"),
+    ),
+    Case("benchmark/summarize_fm_irl.py", ["--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
+    Case(
+        "benchmark/summarize_fm_irl.py",
+        ["--runs-dir", "{tmp}", "--out-dir", "{tmp}/f"],
+        2,
+        "--out-dir {tmp}/f: is a file",
+        write_file("f", b""),
+    ),
+    Case("benchmark/summarize_fm_irl.py", ["--runs-dir", "{tmp}", "--dataset-note", " "], 2, "--dataset-note '': must"),
+    Case(
+        "benchmark/summarize_fm_irl.py",
+        ["--runs-dir", "{tmp}"],
+        1,
+        "error: no fm_irl.py run under {tmp} has logged a training episode yet",
+        write_file("r1/args.json", b"{not json"),
+    ),
+]
+
+
 # Every script's cases are listed above this line.
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.script}:{' '.join(c.argv)}" for c in CASES])
 def test_bad_input_gives_one_clear_line(case: Case, tmp_path):
