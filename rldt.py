@@ -1034,16 +1034,26 @@ def save_checkpoint(run_dir: str, content: dict):
     """Everything needed to continue (states, replay, counters), written atomically with a small json beside it."""
     write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
     summary = {"phase": content["phase"], "step": int(content["global_step"]), "time": time.time()}
-    with open(os.path.join(run_dir, "checkpoint.json"), "w") as f:
-        json.dump(summary, f)
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(summary).encode())
+
+
+CHECKPOINT_KEYS = {
+    "pretrain": {"phase", "global_step", "normalizer", "pretrain", "pretrain_step"},
+    "finetune": {"phase", "global_step", "normalizer", "actor", "old_actor", "critic", "buffer", "iteration"}
+    | {"actor_updates", "reward_ema"},
+}
 
 
 def load_checkpoint(run_dir: str) -> dict:
     path = os.path.join(run_dir, "checkpoint.msgpack")
     try:
         with open(path, "rb") as f:
-            return flax.serialization.msgpack_restore(f.read())
-    except (OSError, ValueError) as error:
+            checkpoint = flax.serialization.msgpack_restore(f.read())
+        missing = CHECKPOINT_KEYS[checkpoint["phase"]] - set(checkpoint)
+        if missing:
+            raise KeyError(f"missing {sorted(missing)}")
+        return checkpoint
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise SystemExit(
             f"error: cannot resume from {path} ({type(error).__name__}: {error}); start again with the same flags and "
             "--checkpoint-every N"

@@ -528,6 +528,16 @@ CASES += [
     Case("rldt.py", ["--actor-lr", "nan"], 2, "--actor-lr nan: must be positive"),
     Case("rldt.py", ["--resume", "{tmp}/nothing"], 1, "--resume {tmp}/nothing: cannot read"),
     Case("rldt.py", ["--resume", "{tmp}/run", "--seed", "3"], 2, "error: --resume {tmp}/run: takes no other flag"),
+    Case(
+        "rldt.py",
+        ["--resume", "{tmp}/run"],
+        1,
+        "cannot resume from {tmp}/run/checkpoint.msgpack (KeyError",
+        lambda tmp: (
+            write_file("run/args.json", b"{}")(tmp),
+            write_file("run/checkpoint.msgpack", flax.serialization.msgpack_serialize({"phase": "finetune"}))(tmp),
+        ),
+    ),
     Case("rldt.py", ["--pretrained", "{tmp}/missing.flax"], 1, "{tmp}/missing.flax not found"),
     Case("rldt.py", ["--pretrained", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
     Case("rldt.py", ["--load-model", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
