@@ -478,13 +478,14 @@ def summarize_rldt(args: Args) -> None:
         raise SystemExit(f"error: no rldt.py fine-tuning run under {runs_dir} has logged an evaluation yet")
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [
-        "| task | method | metric | seeds | iterations x env steps | before fine-tuning | final | best | minutes/run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | method | metric | seeds | iterations x env steps | before fine-tuning | final | last 3 | best | minutes/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_task = defaultdict(list)
     for (env_id, method, iterations), seeds in sorted(groups.items()):
         runs = [run for run in seeds.values() if len(run["curve"]) == max(len(r["curve"]) for r in seeds.values())]
         curves = np.array([run["curve"] for run in runs])
+        last3 = curves[:, 1:][:, -3:].mean(axis=1)  # the last three evaluations after fine-tuning began
         metric = "success (%)" if runs[0]["metric"] == "eval/success" else "return"
         first = runs[0]["args"]
         per_iteration = first["num_envs"] * first["steps_per_iteration"] * first["horizon"]
@@ -496,6 +497,7 @@ def summarize_rldt(args: Args) -> None:
             f"{iterations} x {format_steps(per_iteration)}",
             f"{curves[:, 0].mean():.1f} ± {curves[:, 0].std():.1f}",
             f"{curves[:, -1].mean():.1f} ± {curves[:, -1].std():.1f}",
+            f"{last3.mean():.1f} ± {last3.std():.1f}",
             f"{curves.max(axis=1).mean():.1f} ± {curves.max(axis=1).std():.1f}",
             f"{np.mean([run['minutes'] for run in runs]):.0f}",
         ]
@@ -533,7 +535,8 @@ def summarize_rldt(args: Args) -> None:
         f"- Datasets: {args.dataset_note}.",
         "- Metric: `eval/success` in % (manipulation) or `eval/episodic_return` (locomotion), mean ± std over seeds "
         "(numpy std, ddof=0). *before fine-tuning*: the pretrained policy (all methods start from the same one); "
-        "*final*: the last evaluation; *best*: the best evaluation of each run, averaged. *minutes/run*: wall-clock "
+        "*final*: the last evaluation; *last 3*: the mean of each run's last three evaluations after the pretrained "
+        "one; *best*: the best evaluation of each run, averaged. *minutes/run*: wall-clock "
         "from the first to the last logged event, JIT compilation included. `rldt-delta` and `rldt-temp0` are the "
         "ablations `--svgd-type delta` and `--svgd-temp 0`.",
         "",

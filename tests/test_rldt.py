@@ -488,9 +488,12 @@ def test_suite_and_summary_of_rldt_runs(tmp_path):
     out = tmp_path / "results"
     summarize.summarize_rldt(summarize.Args(runs_dir=str(tmp_path / "runs"), out_dir=str(out), rldt=True))
     table = (out / "rldt.md").read_text()
-    assert "| `Hopper-v5` | rldt | return | 2 | 2 x 40 | 100.0 ± 0.0 | 250.0 ± 50.0 | 275.0 ± 25.0 |" in table
     assert (
-        "| `cube-single-singletask-task2-v0` | rldt-delta | success (%) | 1 | 2 x 40 | 25.0 ± 0.0 | 75.0 ± 0.0 |"
+        "| `Hopper-v5` | rldt | return | 2 | 2 x 40 | 100.0 ± 0.0 | 250.0 ± 50.0 | 225.0 ± 0.0 | 275.0 ± 25.0 |"
+        in table
+    )
+    assert (
+        "| `cube-single-singletask-task2-v0` | rldt-delta | success (%) | 1 | 2 x 40 | 25.0 ± 0.0 | 75.0 ± 0.0 | 62.5 ± 0.0 |"
         in table
     )
     assert (out / "curves" / "rldt-Hopper-v5.png").exists() and "rldt-delta" in (out / "README.md").read_text()
