@@ -919,9 +919,12 @@ def read_checkpoint(run_dir: str, env_id: str) -> dict:
         with open(path, "rb") as f:
             checkpoint = flax.serialization.msgpack_restore(f.read())
         int(checkpoint["iteration"])
+        if missing := {"state", "reward_normalizer", "key", "envs"} - set(checkpoint):
+            raise KeyError(f"missing {sorted(missing)}")
     except (OSError, ValueError, KeyError, TypeError) as error:  # missing, truncated or not a checkpoint
         raise SystemExit(
-            f"error: {path} cannot be read ({type(error).__name__}); a run writes it with --checkpoint-every N:\n"
+            f"error: {path} cannot be read ({type(error).__name__}: {error}); a run writes it with "
+            "--checkpoint-every N:\n"
             f"  python fm_irl.py --env-id {env_id} --checkpoint-every 100000"
         ) from None
     return checkpoint

@@ -620,6 +620,13 @@ CASES += [
     Case("fm_irl.py", ["--resume", "{tmp}"], 1, "cannot read {tmp}/args.json"),
     Case("fm_irl.py", ["--resume", "{tmp}", "--seed", "3"], 2, "error: --resume {tmp}: takes no other flag"),
     Case("fm_irl.py", ["--resume", "{tmp}"], 1, "{tmp}/checkpoint.msgpack cannot be read", _write_run_folder),
+    Case(
+        "fm_irl.py",
+        ["--resume", "{tmp}"],
+        1,
+        "{tmp}/checkpoint.msgpack cannot be read (KeyError: \"missing ['envs', 'key', 'reward_normalizer', 'state']\")",
+        lambda tmp: _write_run_folder(tmp) or write_file("checkpoint.msgpack", b"\x81\xa9iteration\x03")(tmp),
+    ),
     Case("fm_irl.py", ["--load-model", "{tmp}/fm_irl.flax"], 1, "cannot read {tmp}/args.json"),
     Case(
         "fm_irl.py",
