@@ -171,11 +171,14 @@ FM_IRL_PROFILES = {
     "quick": FmIrlProfile(
         tasks={
             "hopper": ["--total-timesteps", "500000", "--eval-every", "100000", "--eval-episodes", "5"],
-            "pointmaze-medium": ["--total-timesteps", "320000", "--eval-every", "80000", "--eval-episodes", "10"],
+            "pointmaze-medium": [
+                *("--total-timesteps", "320000", "--eval-every", "80000", "--eval-episodes", "10"),
+                *("--dataset-dir", "data"),  # hopper's demonstrations come from Minari's own folder
+            ],
         },
         variants=list(FM_IRL_VARIANTS),
         seeds=[0, 1],
-        flags=("--teacher-hidden-dim", "128", "--regularizer-samples", "32", "--dataset-dir", "data"),
+        flags=("--teacher-hidden-dim", "128", "--regularizer-samples", "32"),
         noise_sweep=("pointmaze-medium", (1.0, 2.0)),
     ),
 }

@@ -395,6 +395,7 @@ def test_suite_builds_the_quick_profile_with_ablations_and_the_noise_sweep():
     assert sum("--exp-name fm_irl_no_disc_bc --disc-bc-coef 0" in c for c in commands) == 4
     assert [c.split("--demo-noise ")[1] for c in commands if "--demo-noise" in c] == ["1", "1", "2", "2"]
     assert all("--teacher-hidden-dim 128 --regularizer-samples 32" in c for c in commands)
+    assert all(("--dataset-dir data" in c) == ("pointmaze" in c) for c in commands)
     paper = suite.build_fm_irl_commands(suite.Args(method="fm-irl", seeds=[3], tasks=["walker2d"]))
     assert [suite.format_command(c) for c in paper] == ["python fm_irl.py --env-id walker2d --seed 3 --exp-name fm_irl"]
 
