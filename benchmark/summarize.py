@@ -443,12 +443,16 @@ def load_rldt_run(run_dir: Path) -> dict | None:
     steps = np.array(sorted(values[metric]))
     scale = 100.0 if metric == "eval/success" else 1.0
     curve = scale * np.array([values[metric][step] for step in steps])
+    per_iteration = args["num_envs"] * args["steps_per_iteration"] * args["horizon"]
+    unchanged = (steps - steps[0]) // per_iteration <= args.get("critic_warmup_iterations", 0)
     return dict(
         path=run_dir,
         args=args,
         metric=metric,
         steps=steps - steps[0],  # environment steps of fine-tuning
+        per_iteration=per_iteration,
         curve=curve,
+        pretrained=curve[unchanged].mean(),  # every evaluation before the first actor update: the same policy
         start_time=min(wall_times),
         minutes=(max(wall_times) - min(wall_times)) / 60,
     )
@@ -478,24 +482,25 @@ def summarize_rldt(args: Args) -> None:
         raise SystemExit(f"error: no rldt.py fine-tuning run under {runs_dir} has logged an evaluation yet")
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [
-        "| task | method | metric | seeds | iterations x env steps | before fine-tuning | final | last 3 | best | minutes/run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | method | metric | seeds | iterations x env steps | before fine-tuning | before, all warm-up evaluations "
+        "| final | last 3 | best | minutes/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_task = defaultdict(list)
     for (env_id, method, iterations), seeds in sorted(groups.items()):
         runs = [run for run in seeds.values() if len(run["curve"]) == max(len(r["curve"]) for r in seeds.values())]
         curves = np.array([run["curve"] for run in runs])
         last3 = curves[:, 1:][:, -3:].mean(axis=1)  # the last three evaluations after fine-tuning began
+        pretrained = np.array([run["pretrained"] for run in runs])
         metric = "success (%)" if runs[0]["metric"] == "eval/success" else "return"
-        first = runs[0]["args"]
-        per_iteration = first["num_envs"] * first["steps_per_iteration"] * first["horizon"]
         cells = [
             f"`{env_id}`",
             method,
             metric,
             str(len(runs)),
-            f"{iterations} x {format_steps(per_iteration)}",
+            f"{iterations} x {format_steps(runs[0]['per_iteration'])}",
             f"{curves[:, 0].mean():.1f} ± {curves[:, 0].std():.1f}",
+            f"{pretrained.mean():.1f} ± {pretrained.std():.1f}",
             f"{curves[:, -1].mean():.1f} ± {curves[:, -1].std():.1f}",
             f"{last3.mean():.1f} ± {last3.std():.1f}",
             f"{curves.max(axis=1).mean():.1f} ± {curves.max(axis=1).std():.1f}",
@@ -535,6 +540,8 @@ def summarize_rldt(args: Args) -> None:
         f"- Datasets: {args.dataset_note}.",
         "- Metric: `eval/success` in % (manipulation) or `eval/episodic_return` (locomotion), mean ± std over seeds "
         "(numpy std, ddof=0). *before fine-tuning*: the pretrained policy (all methods start from the same one); "
+        "*before, all warm-up evaluations*: the mean of each run's evaluations up to the last critic-only iteration, "
+        "where the policy is still the pretrained one and only the evaluation episodes differ; "
         "*final*: the last evaluation; *last 3*: the mean of each run's last three evaluations after the pretrained "
         "one; *best*: the best evaluation of each run, averaged. *minutes/run*: wall-clock "
         "from the first to the last logged event, JIT compilation included. `rldt-delta` and `rldt-temp0` are the "
