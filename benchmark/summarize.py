@@ -451,6 +451,7 @@ def load_rldt_run(run_dir: Path) -> dict | None:
         metric=metric,
         steps=steps - steps[0],  # environment steps of fine-tuning
         per_iteration=per_iteration,
+        actor_start=args.get("critic_warmup_iterations", 0) * per_iteration,  # env steps before the first actor step
         curve=curve,
         pretrained=curve[unchanged].mean(),  # every evaluation before the first actor update: the same policy
         start_time=min(wall_times),
@@ -507,14 +508,16 @@ def summarize_rldt(args: Args) -> None:
             f"{np.mean([run['minutes'] for run in runs]):.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-        by_task[env_id].append((method, runs[0]["steps"], curves, metric))
+        by_task[env_id].append((method, runs[0]["steps"], curves, metric, runs[0]["actor_start"]))
     table = "\n".join(lines) + "\n"
     (out_dir / "rldt.md").write_text("### rldt, fine-tuning\n\n" + table)
     curve_paths = []
     for env_id, rows in sorted(by_task.items()):
         fig = Figure(figsize=(6, 4), layout="tight")
         ax = fig.subplots()
-        for method, steps, curves, _ in rows:
+        for start in sorted({row[4] for row in rows}):
+            ax.axvline(start, color="gray", linestyle="--", linewidth=1, label=f"actor updates begin ({start:,} steps)")
+        for method, steps, curves, _, _ in rows:
             mean, std = curves.mean(axis=0), curves.std(axis=0)
             (line,) = ax.plot(steps, mean, marker="o", label=f"{method} ({len(curves)} seeds)")
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
