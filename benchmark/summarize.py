@@ -29,6 +29,7 @@ import numpy as np
 import tyro
 from google.protobuf.message import DecodeError
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -513,7 +514,7 @@ def summarize_rldt(args: Args) -> None:
     (out_dir / "rldt.md").write_text("### rldt, fine-tuning\n\n" + table)
     curve_paths = []
     for env_id, rows in sorted(by_task.items()):
-        fig = Figure(figsize=(6, 4), layout="tight")
+        fig = Figure(figsize=(8, 4), layout="tight")
         ax = fig.subplots()
         for start in sorted({row[4] for row in rows}):
             ax.axvline(start, color="gray", linestyle="--", linewidth=1, label=f"actor updates begin ({start:,} steps)")
@@ -522,7 +523,8 @@ def summarize_rldt(args: Args) -> None:
             (line,) = ax.plot(steps, mean, marker="o", label=f"{method} ({len(curves)} seeds)")
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         ax.set(title=env_id, xlabel="environment steps of fine-tuning (0: the pretrained policy)", ylabel=rows[0][3])
-        ax.legend()
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 150k, not 150000 (long labels collide)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")  # beside the curves, not on them
         path = out_dir / "curves" / f"rldt-{env_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
