@@ -171,9 +171,9 @@ FM_IRL_PROFILES = {
     "quick": FmIrlProfile(
         tasks={
             "hopper": ["--total-timesteps", "500000", "--eval-every", "100000", "--eval-episodes", "5"],
-            "pointmaze-medium": [
+            "pointmaze-medium": [  # its demonstrations are in data/; hopper's come from Minari's own folder
                 *("--total-timesteps", "320000", "--eval-every", "80000", "--eval-episodes", "10"),
-                *("--dataset-dir", "data"),  # hopper's demonstrations come from Minari's own folder
+                *("--dataset-dir", "data"),
             ],
         },
         variants=list(FM_IRL_VARIANTS),
