@@ -1,5 +1,6 @@
-"""fql.py: loss structure (gradient isolation, TD target, target update), determinism, an end-to-end run interrupted
-and resumed, saving and loading, NaN losses (bad flags and files: test_bad_input.py)."""
+"""fql.py: loss structure (gradient isolation, TD target, target update), the loss terms by hand, determinism, an
+end-to-end run interrupted and resumed, saving and loading, NaN losses (bad flags and files: test_bad_input.py; the
+official code's values: test_fql_golden.py)."""
 
 import contextlib
 import dataclasses
