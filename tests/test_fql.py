@@ -130,6 +130,11 @@ def test_target_critic_starts_equal_and_follows_the_pre_update_critic():
     expected = jax.tree.map(lambda t, c: 0.1 * c + 0.9 * t, state.target_critic, state.params["critic"])
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), new_state.target_critic, expected)
     assert not all_zero(jax.tree.map(lambda a, b: a - b, new_state.params["critic"], state.params["critic"]))
+    # From a target unlike the critic, tau weighs the critic and 1 - tau the target.
+    unlike = state._replace(target_critic=jax.tree.map(lambda x: 0.5 * x - 0.1, state.target_critic))
+    new_state, _ = fql.update(unlike, batch, jax.random.PRNGKey(3), nets, tx, args)
+    expected = jax.tree.map(lambda t, c: 0.1 * c + 0.9 * t, unlike.target_critic, state.params["critic"])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), new_state.target_critic, expected)
 
 
 def test_q_agg_min_target_is_at_most_the_mean_target():
