@@ -187,23 +187,19 @@ def load_data(env_id: str, dataset_name: str, dataset_dir: str, success_timing: 
     why = ""
     if not all(os.path.exists(path) for path in paths):
         why = download(lambda: ogbench.download_datasets([dataset_name], dataset_dir), "rail.eecs.berkeley.edu")
-    fetch = f"import ogbench; ogbench.download_datasets([{dataset_name!r}], dataset_dir={dataset_dir!r})"
-    remake = [
-        f"  {why}" if why else None,
-        f"  or download it (delete a broken file first): {shlex.join(['python', '-c', fetch])}",
-    ]
+    make = f"python benchmark/make_dataset.py --dataset {dataset_name} --out-dir {shlex.quote(dataset_dir)}"
+    fetch = f'import ogbench; ogbench.download_datasets(["{dataset_name}"], "{dataset_dir}")'
+    remake = f"  not downloaded: {why}\n" if why else ""
     if not dataset_name.startswith(("humanoidmaze", "antsoccer")):  # benchmark/make_dataset.py makes the others
-        make = ["python", "benchmark/make_dataset.py", "--dataset", dataset_name, "--out-dir", dataset_dir]
-        remake[1:1] = [f"  make it on this machine: {shlex.join(make)}"]
+        remake += f"  make it on this machine: {make}\n"
+    remake += f"  or download it (delete a broken file first): {shlex.join(['python', '-c', fetch])}"
     env = ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=success_timing)
     shapes = {"observations": env.observation_space.shape, "actions": env.action_space.shape, "terminals": ()}
-    shapes |= {
-        k: None
-        for k in ("qpos", "qvel", "button_states")
-        if k != "button_states" or "scene" in dataset_name or "puzzle" in dataset_name
-    }
+    shapes |= {"qpos": None, "qvel": None, "button_states": None}  # the states the rewards are relabelled from
+    if not dataset_name.startswith(("scene", "puzzle")):
+        del shapes["button_states"]
     for path in paths:
-        read_npz(path, shapes, env_id, "\n".join(line for line in remake if line))
+        read_npz(path, shapes, env_id, remake)
     train, val = ogbench.make_env_and_datasets(env_id, dataset_path=train_path, dataset_only=True, cur_env=env)
     for dataset in (train, val):  # keep actions strictly inside (-1, 1), as the official code does
         dataset["actions"] = np.clip(dataset["actions"], -1 + 1e-5, 1 - 1e-5)
@@ -488,7 +484,8 @@ def main(args: Args) -> None:
         infos = jax.device_get(infos)
         if not np.isfinite(infos["total_loss"]).all():
             bad_step = step + 1 + int(np.argmax(~np.isfinite(infos["total_loss"])))
-            stop_on_nan(bad_step, step, save_model(run_dir, args.exp_name, saved_model(state), args), writer, progress)
+            path = save_model(run_dir, args.exp_name, saved_model(state), args)
+            stop_on_nan(bad_step, step, path, writer, progress)
         state, step = new_state, step + num_steps
         progress.update(num_steps)
         if step % args.log_every == 0 or step == args.offline_steps:
@@ -818,7 +815,9 @@ def on_ctrl_c(run_dir: str | None) -> None:
             with open(summary) as f:
                 line = f"the last checkpoint is in {run_dir} (step {json.load(f)['step']}); continue the run with: "
             line += shlex.join(["python", SCRIPT, "--resume", run_dir])
-        print(f"\ninterrupted: {line}", file=sys.stderr)
+        for bar in list(tqdm._instances):  # closed first, so that this line is the last one
+            bar.close()
+        print(f"interrupted: {line}", file=sys.stderr)
         raise SystemExit(130)
 
     signal.signal(signal.SIGINT, stop)
