@@ -617,9 +617,9 @@ def run_args(args):
 
 
 def command_line(args, **changes) -> str:
-    """The command that runs `args` with `changes`: `python <script>` and each flag that is not at its default."""
+    """The command that starts `args` with `changes` afresh: `python <script>` and each flag not at its default."""
     words, defaults = ["python", SCRIPT], Args()
-    for name, value in vars(dataclasses.replace(args, **changes)).items():
+    for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
         flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
         if value != getattr(defaults, name):
             words += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, *map(str, values)]
@@ -662,7 +662,7 @@ def read_model(path: str, keys: tuple) -> tuple:
 def read_checkpoint(args, keys: tuple) -> dict:
     """The raw content of the checkpoint of the run that --resume continues, holding `keys`."""
     path = os.path.join(args.resume, "checkpoint.msgpack")
-    again = command_line(args, resume=None, checkpoint_every=args.checkpoint_every or args.eval_every)
+    again = command_line(args, checkpoint_every=args.checkpoint_every or args.eval_every)
     again = f"start the run again: {again}"
     if not os.path.isfile(path):
         why = "the run stopped before its first checkpoint or ran without --checkpoint-every"
@@ -797,11 +797,13 @@ def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
 
 
 def save_checkpoint(run_dir: str, content: dict, step: int, writer: SummaryWriter) -> SummaryWriter:
-    """`content`, everything the run needs to continue, in checkpoint.msgpack (its step in checkpoint.json), with every
-    event logged so far on disk first; returns the writer of the events that follow (a new file, ordered by its name)."""
+    """`content`, everything the run needs to continue, in checkpoint.msgpack (its scalars and `step` in
+    checkpoint.json), with every event logged so far on disk first; returns the writer of the events that follow (a new
+    file: the suffix keeps files of one second apart and in order)."""
     writer.close()
     write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
-    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps({"step": step}).encode())
+    scalars = {k: v for k, v in content.items() if isinstance(v, int | float | str)}  # for a look without loading
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(scalars | {"step": step}).encode())
     return SummaryWriter(run_dir, filename_suffix=f".{time.time_ns()}")
 
 
