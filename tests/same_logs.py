@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import tyro
@@ -100,6 +101,7 @@ class Args:
 
 def make_data(folder: str) -> None:
     """The tiny datasets of the runs: an OGBench cube-single dataset and Minari hopper datasets."""
+    warnings.simplefilter("ignore")  # the environments' float64 bounds, a missing display
     write_random_play_dataset(os.path.join(folder, "cube-single-play-v0.npz"), "cube-single-v0", 4, 101, seed=0)
     write_random_play_dataset(os.path.join(folder, "cube-single-play-v0-val.npz"), "cube-single-v0", 1, 101, seed=100)
     minari = os.path.join(folder, "minari")
