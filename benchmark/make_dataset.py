@@ -760,7 +760,9 @@ def pick_checkpoint(run_dir: str, env_id: str, name: str, level: str) -> str:
     except (ValueError, KeyError, TypeError) as error:
         raise SystemExit(
             f"error: {info_path} is not the record of a train_expert.py run ({type(error).__name__}: {error}).\n"
-            f"  Rerun python benchmark/train_expert.py --env-id {env_id} --out-dir {run_dir} (it resumes)."
+            f"  Give --expert-path one of its checkpoints ({run_dir}/checkpoints/actor_<steps>.msgpack), or train "
+            f"an expert in a new folder: python benchmark/train_expert.py --env-id {env_id} "
+            f"--out-dir {new_folder(run_dir)}"
         ) from None
     if level == "expert":
         step = best
@@ -789,19 +791,19 @@ def collect_all(spec: Spec, seeds: list[int], parts_dir: str, workers: int, note
     todo = [job for job in jobs if not os.path.exists(job[1])]
     if len(todo) < len(jobs) and note_resume:
         print(f"Resuming: {len(jobs) - len(todo)} of {len(jobs)} episodes already collected in {parts_dir}")
-    bar = tqdm(total=len(todo), unit="ep", desc="episodes", smoothing=0.05)
-    if workers == 1 or len(todo) <= 1:
-        init_worker(spec)
-        for job in todo:
-            collect_to_file(job)
-            bar.update()
-    else:
-        # "spawn" keeps workers clean of the parent's threads; each builds its env and policy once, and leaves Ctrl-C
-        # to this process, which stops them.
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=init_pool_worker, initargs=(spec,)) as pool:
-            for _ in pool.imap_unordered(collect_to_file, todo):
+    with tqdm(total=len(todo), unit="ep", desc="episodes", smoothing=0.05) as bar:
+        if workers == 1 or len(todo) <= 1:
+            init_worker(spec)
+            for job in todo:
+                collect_to_file(job)
                 bar.update()
-    bar.close()
+        else:
+            # "spawn" keeps workers clean of the parent's threads; each builds its env and policy once, and leaves
+            # Ctrl-C to this process, which stops them.
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, initializer=init_pool_worker, initargs=(spec,)) as pool:
+                for _ in pool.imap_unordered(collect_to_file, todo):
+                    bar.update()
 
 
 def load_episodes(paths: list[str]) -> tuple[dict, dict]:
@@ -1127,7 +1129,7 @@ def check_spec(args: Args, spec: Spec) -> tuple[tuple, tuple]:
 
 def check_expert(spec: Spec, obs_shape: tuple, action_shape: tuple) -> None:
     """The policy file exists, loads, and is an actor of this environment: its input and output sizes, and the
-    environment that train_expert.py recorded beside it (here, not in a worker process, where it would be a traceback)."""
+    environment that train_expert.py recorded beside it (here, not in a worker, where it would be a traceback)."""
     env_id = "ant-xy" if spec.family == "antmaze" else spec.env_name
     train = f"  python benchmark/train_expert.py --env-id {env_id}"
     if not os.path.exists(spec.expert_path):
@@ -1147,8 +1149,8 @@ def check_expert(spec: Spec, obs_shape: tuple, action_shape: tuple) -> None:
             float(info["evaluations"][-1]["deterministic"]["return_mean"])
     except Exception as error:  # msgpack, JSON and shape errors of a damaged or foreign file
         raise SystemExit(
-            f"error: {spec.expert_path} (with {os.path.basename(info_path)} beside it) is not an actor saved by "
-            f"benchmark/train_expert.py ({type(error).__name__}: {error}). Retrain it with:\n{train}"
+            f"error: {spec.expert_path} is not an actor saved by benchmark/train_expert.py with its record "
+            f"{os.path.basename(info_path)} beside it ({type(error).__name__}: {error}). Retrain it with:\n{train}"
         ) from None
     # The ant expert reads the proprioception without x, y and the 2-D direction: as many numbers as the maze's
     # observation. A locomotion expert reads the observation itself.
@@ -1190,10 +1192,7 @@ def check_parts_dir(parts_dir: str, root: str, spec: Spec, args: Args) -> None:
         return
     episodes = len([f for f in os.listdir(parts_dir) if f.startswith("episode_") and f.endswith(".npz")])
     config_path = os.path.join(parts_dir, "config.json")
-    number = 2
-    while os.path.exists(f"{root.rstrip('/')}-{number}"):
-        number += 1
-    elsewhere = command_line(dataclasses.replace(args, out_dir=f"{root.rstrip('/')}-{number}"))
+    elsewhere = command_line(dataclasses.replace(args, out_dir=new_folder(root)))
     discard = f"Delete that folder to discard them, or make this dataset in a new folder: {elsewhere}"
     if not os.path.exists(config_path):
         if episodes:
@@ -1232,6 +1231,14 @@ def check_parts_dir(parts_dir: str, root: str, spec: Spec, args: Args) -> None:
         f"error: {parts_dir} holds {episodes} episodes made with other settings ({named}); one dataset must not mix "
         f"two.\n  {ways}"
     )
+
+
+def new_folder(path: str) -> str:
+    """`<path>-2`, or -3, ...: the first that does not exist yet."""
+    number = 2
+    while os.path.exists(f"{path.rstrip('/')}-{number}"):
+        number += 1
+    return f"{path.rstrip('/')}-{number}"
 
 
 def command_line(args: Args) -> str:
@@ -1286,7 +1293,8 @@ def minari_problem(root: str, dataset_id: str, spec: Spec, episodes: int, obs_sh
                     steps,
                     *action_shape,
                 ):
-                    return f"episode {episode.id} of observations {episode.observations.shape}, actions {episode.actions.shape}"
+                    shapes = f"observations {episode.observations.shape}, actions {episode.actions.shape}"
+                    return f"episode {episode.id} of {shapes}"
                 for key in ("observations", "actions", "rewards"):
                     if not np.isfinite(getattr(episode, key)).all():
                         return f"NaN or infinite {key} in episode {episode.id}"

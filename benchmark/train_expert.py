@@ -535,7 +535,7 @@ def check_args(args: Args) -> None:
         if recipe_id is None:
             fail("env-id", args.env_id, f"no recipe for it; {accepted}")
         suggestion = command_line(resolve(dataclasses.replace(args, env_id=recipe_id))[0])
-        fail("env-id", args.env_id, f"no recipe for it; did you mean {recipe_id} ({suggestion})? {accepted}")
+        fail("env-id", args.env_id, f"no recipe for it ({accepted}); did you mean {recipe_id}: {suggestion}")
 
 
 def check_out_dir(given: str | None, path: str) -> None:
@@ -551,7 +551,7 @@ def check_out_dir(given: str | None, path: str) -> None:
 
 
 def command_line(args: Args) -> str:
-    """The shortest command for these resolved Args: --env-id, then each flag whose value is not the recipe's default."""
+    """The shortest command for these resolved Args: --env-id, then each flag that is not at the recipe's default."""
     defaults, _ = resolve(Args(env_id=args.env_id))
     argv = ["python", "benchmark/train_expert.py", "--env-id", args.env_id]
     for field in dataclasses.fields(Args):
@@ -663,15 +663,18 @@ def restore_run(args: Args, state: TrainState, buffer: dict, rng, eval_rng) -> t
         buffer[k][:filled] = v
     rng.bit_generator.state = json.loads(bytes(saved["rng"]).decode())
     eval_rng.bit_generator.state = json.loads(bytes(saved["eval_rng"]).decode())
-    try:
-        with open(os.path.join(out_dir, "actor.json")) as f:
-            evaluations = [e for e in json.load(f)["evaluations"] if e["step"] <= transitions]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(
-            f"error: {out_dir}/actor.json, the evaluations of the run to continue, is missing or damaged "
-            f"({type(error).__name__}: {error}).{new_folder_line(args)}"
-        ) from None
-    return saved["state"], transitions, evaluations
+    # The evaluations so far: in actor.json, or in the record of the last checkpoint, which holds them too.
+    for record in ("actor.json", f"checkpoints/actor_{transitions:09d}.json"):
+        try:
+            with open(os.path.join(out_dir, record)) as f:
+                evaluations = [e for e in json.load(f)["evaluations"] if e["step"] <= transitions]
+            return saved["state"], transitions, evaluations
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            problem = f"{type(error).__name__}: {error}"
+    raise SystemExit(
+        f"error: {out_dir}/actor.json and {record}, the evaluations of the run to continue, are missing or damaged "
+        f"({problem}).{new_folder_line(args)}"
+    )
 
 
 def write_atomic(path: str, data: bytes) -> None:
