@@ -23,7 +23,7 @@ The quick profile reads small regenerated datasets from data/ (200 episodes, abo
 
 FM-IRL (`--method fm-irl`) learns online from demonstrations; its quick profile runs FM-IRL and its two ablations on
 hopper (the Minari expert dataset) and pointmaze-medium, and a demonstration-noise sweep on pointmaze-medium, from
-demonstrations in data/ (seconds each), then `python benchmark/summarize_fm_irl.py` writes the table and curves:
+demonstrations in data/ (seconds each), then `python benchmark/summarize.py --fm-irl` writes the table and curves:
 
     for noise in 0.5 1 2; do python benchmark/make_dataset.py --demos pointmaze-medium-singletask-task1-v0 \
         --num-episodes 51 --noise $noise --out-dir data$([ $noise = 0.5 ] || echo /demos-noise$noise); done
@@ -592,6 +592,5 @@ if __name__ == "__main__":
     for argv in failed:
         print(f"FAILED: {format_command(argv)}")
     print(f"{len(commands) - len(failed)}/{len(commands)} runs finished; tables and plots:")
-    summarizer = "summarize_fm_irl.py" if args.method == "fm-irl" else "summarize.py"
-    print(f"python benchmark/{summarizer} --out-dir {args.results_dir}")
+    print(f"python benchmark/summarize.py{' --fm-irl' * (args.method == 'fm-irl')} --out-dir {args.results_dir}")
     sys.exit(1 if failed else 0)

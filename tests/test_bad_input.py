@@ -132,7 +132,7 @@ CASES: list[Case] = [
         "{tmp}/run/actor.json is not the record of a train_expert.py run",
         write_file("run/actor.json", b"{truncated"),
     ),
-    # benchmark/train_expert.py (and its old name for the ant, benchmark/train_ant_expert.py)
+    # benchmark/train_expert.py
     Case("benchmark/train_expert.py", ["--env-id", "Hopper-v4"], 2, "--env-id Hopper-v4: no recipe"),
     Case("benchmark/train_expert.py", ["--total-steps", "0"], 2, "--total-steps 0: must be positive"),
     Case("benchmark/train_expert.py", ["--checkpoint-every", "-1"], 2, "--checkpoint-every -1"),
@@ -140,7 +140,7 @@ CASES: list[Case] = [
     Case("benchmark/train_expert.py", ["--discount", "1.0"], 2, "--discount 1.0: must be in [0, 1)"),
     Case("benchmark/train_expert.py", ["--tau", "0"], 2, "--tau 0.0"),
     Case("benchmark/train_expert.py", ["--learning-starts", "-5"], 2, "--learning-starts -5"),
-    Case("benchmark/train_ant_expert.py", ["--eval-episodes", "0"], 2, "--eval-episodes 0"),
+    Case("benchmark/train_expert.py", ["--env-id", "ant-xy", "--eval-episodes", "0"], 2, "--eval-episodes 0"),
     Case(
         "benchmark/train_expert.py",
         ["--env-id", "Hopper-v5", "--out-dir", "{tmp}/run"],
@@ -640,7 +640,7 @@ CASES += [
 ]
 
 
-# benchmark/summarize.py --rldt and benchmark/summarize_fm_irl.py: the same folder checks; damaged run folders are skipped
+# benchmark/summarize.py --rldt and --fm-irl: the same folder checks; damaged run folders are skipped
 CASES += [
     Case("benchmark/summarize.py", ["--rldt", "--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
     Case(
@@ -650,18 +650,24 @@ CASES += [
         "error: no rldt.py fine-tuning run under {tmp} has logged an evaluation yet",
         write_file("r1/args.json", b"{not json"),
     ),
-    Case("benchmark/summarize_fm_irl.py", ["--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
+    Case("benchmark/summarize.py", ["--fm-irl", "--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
     Case(
-        "benchmark/summarize_fm_irl.py",
-        ["--runs-dir", "{tmp}", "--out-dir", "{tmp}/f"],
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}", "--out-dir", "{tmp}/f"],
         2,
         "--out-dir {tmp}/f: is a file",
         write_file("f", b""),
     ),
-    Case("benchmark/summarize_fm_irl.py", ["--runs-dir", "{tmp}", "--dataset-note", " "], 2, "--dataset-note '': must"),
     Case(
-        "benchmark/summarize_fm_irl.py",
-        ["--runs-dir", "{tmp}"],
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}", "--dataset-note", " "],
+        2,
+        "--dataset-note '': must",
+    ),
+    Case("benchmark/summarize.py", ["--rldt", "--fm-irl"], 2, "error: --fm-irl (with --rldt): give one of them"),
+    Case(
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}"],
         1,
         "error: no fm_irl.py run under {tmp} has logged a training episode yet",
         write_file("r1/args.json", b"{not json"),

@@ -355,6 +355,7 @@ def nan_actor_from_update(n: int):
 
 
 def test_train_expert_failing_half_way_leaves_the_previous_expert_byte_for_byte(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # MuJoCo logs the NaN actions below to MUJOCO_LOG.TXT in the working folder
     run = tmp_path / "run"
     train_expert.main(train_expert.Args(total_steps=20, out_dir=str(run), **SAC_FLAGS))
     previous = files_of(run)
@@ -365,6 +366,7 @@ def test_train_expert_failing_half_way_leaves_the_previous_expert_byte_for_byte(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    evaluate = train_expert.evaluate
     monkeypatch.setattr(train_expert, "evaluate", interrupted)
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
@@ -380,7 +382,7 @@ def test_train_expert_failing_half_way_leaves_the_previous_expert_byte_for_byte(
         )
     )
     assert files_of(run) == previous
-    monkeypatch.undo()
+    monkeypatch.setattr(train_expert, "evaluate", evaluate)
 
     # The actor's weights turn NaN in the update just before the checkpoint at 30: the checkpoint, read back from its
     # temporary files, fails its check and nothing is renamed in (no temporary file is left either).
