@@ -444,6 +444,13 @@ def fail(flag: str, value, why: str):
     sys.exit(2)
 
 
+def shown(value) -> str:
+    """A flag's value as given: list items joined ((none) if empty), '' for a blank text."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) or "(none)"
+    return "''" if isinstance(value, str) and not value.strip() else str(value)
+
+
 def check_args(args: Args) -> Args:
     """Every flag, before reading anything; returns the Args with the default --out-dir of the summary filled in."""
     if args.rldt and args.fm_irl:
@@ -455,8 +462,7 @@ def check_args(args: Args) -> Args:
         for name in names.split():
             value = getattr(args, name)
             if value is not None and not ok(value):
-                shown = " ".join(value) if isinstance(value, list) else value if value.strip() else "''"
-                fail(name.replace("_", "-"), shown or "(none)", why)
+                fail(name.replace("_", "-"), shown(value), why)
     return args
 
 

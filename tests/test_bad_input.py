@@ -843,6 +843,18 @@ CASES += [
         "error: {tmp}/run holds an expert (actor.msgpack) but not the training state to continue it",
         expert_folder({"actor.msgpack": b"weights"}),
     ),
+    # suite.py: its folders, as make_dataset.py's and train_expert.py's --out-dir (--dry-run: the code before the fix
+    # ran the suite on).
+    *(
+        Case(
+            "benchmark/suite.py",
+            [flag, "{tmp}/f", "--dry-run"],
+            2,
+            f"error: {flag} {{tmp}}/f: must name a folder (made if missing), not a file",
+            write_file("f", b""),
+        )
+        for flag in ("--results-dir", "--log-dir")
+    ),
 ]
 
 
