@@ -829,21 +829,25 @@ def write_ogbench_files(spec: Spec, splits: dict[str, list[str]], shapes: tuple)
     """Write each split's `.npz` under a temporary name, check it read back from disk, and only when all pass rename
     them into place (together: Ctrl-C is held until both are in). Returns {path: (arrays, per-episode stats)}."""
     outputs, staged = {}, []
-    for path, paths in splits.items():
-        data, stats = load_episodes(paths)
-        if spec.kind == "demos":
-            data.update(demo_metadata(spec, stats))
-        with open(path + ".tmp", "wb") as f:
-            np.savez_compressed(f, **data)
-        staged.append((path + ".tmp", path))
-        if problem := npz_problem(path + ".tmp", spec, *shapes):
-            for temporary, _ in staged:
+    try:
+        for path, paths in splits.items():
+            data, stats = load_episodes(paths)
+            if spec.kind == "demos":
+                data.update(demo_metadata(spec, stats))
+            staged.append((path + ".tmp", path))
+            with open(path + ".tmp", "wb") as f:
+                np.savez_compressed(f, **data)
+            if problem := npz_problem(path + ".tmp", spec, *shapes):
+                raise SystemExit(
+                    f"error: the new {os.path.basename(path)} holds {problem}; nothing was replaced in "
+                    f"{os.path.dirname(path)}, and the collected episodes stay in {os.path.dirname(paths[0])}."
+                )
+            outputs[path] = (data, stats)
+    except BaseException:  # a failed check, an error or Ctrl-C: no temporary file is left behind
+        for temporary, _ in staged:
+            if os.path.exists(temporary):
                 os.remove(temporary)
-            raise SystemExit(
-                f"error: the new {os.path.basename(path)} holds {problem}; nothing was replaced in "
-                f"{os.path.dirname(path)}, and the collected episodes stay in {os.path.dirname(paths[0])}."
-            )
-        outputs[path] = (data, stats)
+        raise
     with hold_ctrl_c():
         for temporary, final in staged:
             os.replace(temporary, final)
@@ -1013,6 +1017,8 @@ def main(args: Args) -> None:
                 f"{num_steps} steps, policy {spec.expert_path}, seed {args.seed}, {args.workers} workers"
             )
             kept = collect_minari(spec, args, parts_dir, num_steps)
+            paths = [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in kept]
+            write_minari_dataset(spec, args, name, paths, root, shapes)
         else:
             num_val = max(1, num_train // 10)
             print(
@@ -1020,6 +1026,12 @@ def main(args: Args) -> None:
                 f"on {spec.env_name}, noise {spec.noise}, seed {args.seed}, {args.workers} workers"
             )
             collect_all(spec, [episode_seed(args.seed, i) for i in range(num_train + num_val)], parts_dir, args.workers)
+            paths = [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in range(num_train + num_val)]
+            splits = {
+                os.path.join(root, f"{name}.npz"): paths[:num_train],
+                os.path.join(root, f"{name}-val.npz"): paths[num_train:],
+            }
+            outputs = write_ogbench_files(spec, splits, shapes)
     except KeyboardInterrupt:
         collected = len([f for f in os.listdir(parts_dir) if f.startswith("episode_") and f.endswith(".npz")])
         print(
@@ -1028,20 +1040,11 @@ def main(args: Args) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
-
-    if spec.kind == "minari":
-        paths = [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in kept]
-        write_minari_dataset(spec, args, name, paths, root, shapes)
-        shutil.rmtree(parts_dir)
-        return summarize_minari(root, name, time.time() - start)
-    paths = [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in range(num_train + num_val)]
-    splits = {
-        os.path.join(root, f"{name}.npz"): paths[:num_train],
-        os.path.join(root, f"{name}-val.npz"): paths[num_train:],
-    }
-    outputs = write_ogbench_files(spec, splits, shapes)
     shutil.rmtree(parts_dir)
-    summarize(outputs, time.time() - start)
+    if spec.kind == "minari":
+        summarize_minari(root, name, time.time() - start)
+    else:
+        summarize(outputs, time.time() - start)
 
 
 # ----------------------------------------------------------------------------------------------------------------

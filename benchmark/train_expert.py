@@ -705,25 +705,30 @@ def stage_checkpoint(out_dir, env_id, actor_params, info, resume, obs_dim, actio
         "actor.json": info_bytes,
         "resume.msgpack": serialization.to_bytes(jax.device_get(resume)),
     }
-    staged = [(os.path.join(out_dir, f"{name}.tmp"), os.path.join(out_dir, name)) for name in files]
-    for (temporary, _), data in zip(staged, files.values(), strict=True):
-        with open(temporary, "wb") as f:
-            f.write(data)
-    with open(staged[0][0], "rb") as f:
-        saved = serialization.msgpack_restore(f.read())
-    shapes = saved["hidden_0"]["kernel"].shape[0], saved["mean"]["kernel"].shape[1]
-    finite = all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved))
-    if not finite or shapes != (obs_dim, action_dim):
+    names = [*files, "learning_curve.png"]
+    staged = [(os.path.join(out_dir, f"{name}.tmp"), os.path.join(out_dir, name)) for name in names]
+    try:
+        for (temporary, _), data in zip(staged, files.values(), strict=False):
+            with open(temporary, "wb") as f:
+                f.write(data)
+        with open(staged[0][0], "rb") as f:
+            saved = serialization.msgpack_restore(f.read())
+        shapes = saved["hidden_0"]["kernel"].shape[0], saved["mean"]["kernel"].shape[1]
+        finite = all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved))
+        if not finite or shapes != (obs_dim, action_dim):
+            problem = "NaN or infinite weights" if not finite else f"{shapes[0]} inputs and {shapes[1]} outputs"
+            raise SystemExit(
+                f"error: the actor at {step} transitions has {problem} ({env_id}: {obs_dim} observations, "
+                f"{action_dim} actions); the last good checkpoint in {out_dir} is kept as it was."
+            )
+        plot_learning_curve(staged[-1][0], env_id, info["evaluations"])
+    except BaseException:  # a failed check, an error or Ctrl-C: no temporary file is left behind
         for temporary, _ in staged:
-            os.remove(temporary)
-        problem = "NaN or infinite weights" if not finite else f"{shapes[0]} inputs and {shapes[1]} outputs"
-        raise SystemExit(
-            f"error: the actor at {step} transitions has {problem} ({env_id}: {obs_dim} observations, {action_dim} "
-            f"actions); the last good checkpoint in {out_dir} is kept as it was."
-        )
-    curve = (os.path.join(out_dir, "learning_curve.tmp.png"), os.path.join(out_dir, "learning_curve.png"))
-    plot_learning_curve(curve[0], env_id, info["evaluations"])
-    return [*staged[:-1], curve, staged[-1]]
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        raise
+    resume_file = staged.pop(names.index("resume.msgpack"))
+    return [*staged, resume_file]
 
 
 def plot_learning_curve(path: str, env_id: str, evaluations: list[dict]) -> None:
