@@ -1,6 +1,7 @@
-"""fm_irl.py: the teacher's flow matching, discriminator and reward, the regulariser's gradient path, the return
-normaliser and GAE against hand computations, and end-to-end runs (Minari and OGBench demonstrations, save, load,
-evaluate, resume, NaN stop, a missing dataset)."""
+"""fm_irl.py: the teacher's flow matching, discriminator, teacher loss and relabelled reward against hand-set losses,
+the regulariser's gradient path, PPO's loss terms and step direction, the return normaliser and GAE against hand
+values and closed forms, and end-to-end runs (Minari and OGBench demonstrations, save, load, evaluate, resume, NaN
+stop, a missing dataset). tests/test_fm_irl_golden.py compares the same functions with the official code."""
 
 import dataclasses
 import glob
@@ -121,10 +122,12 @@ def test_discriminator_and_reward_from_hand_set_losses(monkeypatch):
     key = jax.random.PRNGKey(0)
     logits = fm_irl.discriminator_logits(teacher, {}, x1, key, args)
     np.testing.assert_allclose(logits, [2.5, 0.25, 4.5])
+    assert np.all(jax.nn.sigmoid(logits) > 0.5)
     np.testing.assert_allclose(fm_irl.airl_reward(logits), [2.5, 0.25, 4.5], rtol=1e-5)
     # Pairs that fit the agent branch: D < 1/2 and negative rewards.
     agent_logits = fm_irl.discriminator_logits(HandSetVelocity(fits_expert=False), {}, x1, key, args)
     np.testing.assert_allclose(agent_logits, [-2.5, -0.25, -4.5])
+    assert np.all(jax.nn.sigmoid(agent_logits) < 0.5)
     np.testing.assert_allclose(fm_irl.airl_reward(agent_logits), [-2.5, -0.25, -4.5], rtol=1e-5)
     # Saturation of the float32 formula (also compiled, where a naive `1 - D + 1e-20` loses its 1e-20).
     extreme = jnp.array([-200.0, -60.0, 60.0, 200.0])
@@ -272,9 +275,12 @@ def test_return_normaliser_against_discounted_sums_and_pooled_moments():
         jnp.asarray(raw, jnp.float32), jnp.asarray(start_masks, jnp.float32), normalizer, 0.9
     )
 
-    episode_start = [[max(k for k in range(t + 1) if start_masks[k, e] == 0) for e in range(4)] for t in range(6)]
-    returns = np.array([[sum(0.9 ** (t - k) * raw[k, e] for k in range(episode_start[t][e], t + 1)) for e in range(4)] for t in range(6)])  # fmt: skip
-    prior_weight, seen = 1e-4, returns[:1]
+    returns = np.zeros((6, 4))  # R_t = sum of 0.9^(t - k) r_k over the steps k of the episode so far
+    for t in range(6):
+        for e in range(4):
+            first = max(k for k in range(t + 1) if start_masks[k, e] == 0)
+            returns[t, e] = sum(0.9 ** (t - k) * raw[k, e] for k in range(first, t + 1))
+    prior_weight = 1e-4
     for t in range(6):
         seen = returns[: t + 1].ravel()
         mean = seen.sum() / (prior_weight + seen.size)
@@ -314,7 +320,7 @@ def test_gae_with_and_without_proper_time_limits(proper):
         np.testing.assert_allclose(advantages[1, 1], rewards[1, 1] - values[1, 1], rtol=1e-6)
 
 
-def constant_mean_student(args, nets, state, mean):
+def constant_mean_student(state, mean):
     """The student with its hidden layers zeroed: mean(s) = `mean` for every state, log-std 0."""
     actor = jax.tree.map(jnp.zeros_like, state.student["actor"])
     actor["params"]["mean"]["bias"] = jnp.asarray(mean)
@@ -326,7 +332,7 @@ def test_ppo_loss_terms_against_hand_values():
     objective takes the pessimistic (smaller) term, so the ratio counts up to 1 + epsilon only; the value loss takes
     the larger of the clipped and unclipped errors."""
     args, nets, _, _, state = small_setup(regularizer_coef=2.5)
-    student = constant_mean_student(args, nets, state, [0.5, -1.0])
+    student = constant_mean_student(state, [0.5, -1.0])
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(4, OBS_DIM)), jnp.float32)
     actions = jnp.array([[1.5, -1.0]] * 4)  # one std from the mean in one dim: log-prob -1/2 - log(2 pi)
     log_prob = -0.5 - np.log(2 * np.pi)
@@ -365,8 +371,10 @@ def test_ppo_step_moves_the_log_probability_with_the_advantage_and_stops_at_the_
 
     def batch(old_log_probs):
         zeros = jnp.zeros(8)
-        return {"obs": obs, "actions": actions, "log_probs": old_log_probs, "values": zeros, "returns": zeros,
-                "advantages": jnp.full(8, advantage)}  # fmt: skip
+        advantages = jnp.full(8, advantage)
+        return dict(
+            obs=obs, actions=actions, log_probs=old_log_probs, values=zeros, returns=zeros, advantages=advantages
+        )
 
     before = log_probs(state.student)
     grads = jax.grad(lambda s: fm_irl.ppo_loss(s, batch(before), None, None, nets, args)[0])(state.student)

@@ -37,7 +37,7 @@ ARGS = dataclasses.replace(
 )
 NETS, STUDENT_TX, TEACHER_TX = fm_irl.make_networks(ARGS, S, A)
 KEY = jax.random.PRNGKey(0)  # our functions split it, but the draws it would give are replaced by the official ones
-# Tolerances: float32 rounding. The measured differences are at least five times smaller (docs/fm_irl.md).
+# Tolerances: float32 rounding. The measured differences use at most a tenth of them (docs/fm_irl.md).
 RTOL, ATOL = 1e-5, 1e-5  # values of order 1 to 1000
 GRAD_RTOL = 1e-5  # gradients: norm of the difference / norm of the official gradient, per tensor
 # The time MLP's last kernel gets its gradient through a LayerNorm over 2 nearly saturated features: a small
