@@ -51,11 +51,49 @@ def small_setup(**overrides):
     old_actor = rldt.init_actor(jax.random.PRNGKey(1), nets, OBS_DIM)
     critic = rldt.init_critic(jax.random.PRNGKey(2), nets, OBS_DIM, rldt.optax.adam(1e-3)).params
     states = jax.random.uniform(jax.random.PRNGKey(3), (3, OBS_DIM), minval=-1, maxval=1)
-    draws = rldt.actor_draws(jax.random.PRNGKey(4), 3 * args.n_particles, HORIZON * ACTION_DIM, args.flow_steps)
-    targets_fn = jax.jit(
-        lambda *a: rldt.actor_targets(*a, nets=nets, args=args)[0]
-    )  # (actor, old, critic, states, draws)
+    draws = actor_draws(jax.random.PRNGKey(4), 3 * args.n_particles, args.flow_steps)
+    targets_fn = jax.jit(lambda *a: actor_targets(*a, nets=nets, args=args))  # (actor, old, critic, states, draws)
     return args, nets, actor, old_actor, critic, states, draws, targets_fn
+
+
+def actor_draws(key, num_rows: int, flow_steps: int) -> dict:
+    """The random numbers of one actor step, as `rldt.actor_step` draws them: the chains' noise, the step k of each
+    row, and the trust-region point's step and noise."""
+    noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
+    return {
+        "noise": jax.random.normal(noise_key, (num_rows, HORIZON * ACTION_DIM)),
+        "step": jax.random.randint(step_key, (num_rows,), 0, flow_steps),
+        "teacher_step": jax.random.randint(teacher_step_key, (num_rows,), 0, flow_steps),
+        "teacher_noise": jax.random.normal(teacher_noise_key, (num_rows, HORIZON * ACTION_DIM)),
+    }
+
+
+def actor_targets(params, old_params, critic_params, states, draws, nets, args) -> dict:
+    """Everything the actor loss regresses toward, from the policy's documented pieces: the chain point x_k and t_k,
+    the endpoint a, the field phi at E[a | x_k], and v_old at x' = (1 - t') z' + t' a."""
+    obs = jnp.repeat(states, args.n_particles, axis=0)
+    actions, chain = rldt.sample_actions(nets, params, obs, draws["noise"], args.flow_steps)
+    t = (draws["step"] / args.flow_steps)[:, None]
+    x = chain[draws["step"], jnp.arange(obs.shape[0])]
+    expected = rldt.expected_target(nets, params, obs, x, t)
+    field, _ = rldt.transport_field(nets, critic_params, obs, expected, actions, args)
+    t_old = (draws["teacher_step"] / args.flow_steps)[:, None]
+    x_old = (1 - t_old) * draws["teacher_noise"] + t_old * actions
+    v_old = nets.actor.apply(old_params, obs, x_old, t_old)
+    return dict(observations=obs, x=x, t=t, actions=actions, field=field, x_old=x_old, t_old=t_old, v_old=v_old)
+
+
+def actor_loss_from_targets(params, targets: dict, weights, nets, args):
+    """docs/rldt.md's L_svgd + L_cons + L_kl with everything but v(x_k, t_k) and v(x', t') given."""
+    x, t, obs = targets["x"], targets["t"], targets["observations"]
+    mean = lambda values: jnp.sum(weights * values) / jnp.sum(weights)  # noqa: E731
+    scale = args.flow_steps * (1 - t[:, 0])
+    v = nets.actor.apply(params, obs, x, t)
+    svgd_loss = -mean(jnp.sum(v * targets["field"], axis=-1) / scale)
+    consistency_loss = args.consistency_coef * mean(jnp.sum((x + (1 - t) * v - targets["actions"]) ** 2, -1) / scale**2)
+    v_trust = nets.actor.apply(params, obs, targets["x_old"], targets["t_old"])
+    kl_loss = args.kl_coef * mean(jnp.sum((v_trust - targets["v_old"]) ** 2, axis=-1))
+    return svgd_loss + consistency_loss + kl_loss, None
 
 
 @pytest.fixture(scope="module")
@@ -148,11 +186,11 @@ def test_actor_loss_gradient_flows_only_through_the_two_velocity_calls(setup):
     def gradients(actor, old_actor, critic, constants):
         full = jax.grad(rldt.actor_loss, argnums=(0, 1, 2), has_aux=True)
         full = full(actor, old_actor, critic, states, jnp.ones(3), draws, nets, args)[0]
-        local = jax.grad(lambda p: rldt.actor_loss_from_targets(p, constants, rows, nets, args)[0])(actor)
+        local = jax.grad(lambda p: actor_loss_from_targets(p, constants, rows, nets, args)[0])(actor)
 
         def through_everything(p):
-            return rldt.actor_loss_from_targets(
-                p, rldt.actor_targets(p, old_actor, critic, states, draws, nets, args)[0], rows, nets, args
+            return actor_loss_from_targets(
+                p, actor_targets(p, old_actor, critic, states, draws, nets, args), rows, nets, args
             )[0]
 
         return full, local, jax.grad(through_everything)(actor)
@@ -242,21 +280,21 @@ class CountingEnv(gym.Env):
 def test_chunks_stop_at_the_end_of_the_episode_sum_rewards_and_count_truncation_as_done():
     identity = {"obs_min": -np.ones(1), "obs_max": np.ones(1), "action_min": -np.ones(1), "action_max": np.ones(1)}
     envs = gym.vector.SyncVectorEnv(
-        [lambda: rldt.ActionChunk(CountingEnv(), 4, identity, False)], autoreset_mode=gym.vector.AutoresetMode.DISABLED
+        [lambda: rldt.ActionChunk(gym.wrappers.RecordEpisodeStatistics(CountingEnv()), 4, identity)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
     obs = envs.reset(seed=0)[0]
-    tracker = {"return": np.zeros(1), "length": np.zeros(1, int), "success": np.zeros(1, bool)}
 
     class Progress:
         def update(self, n):
             pass
 
     policy = lambda params, obs, key: np.zeros((1, 4))  # noqa: E731
-    segments, _, finished = rldt.collect(envs, obs, tracker, policy, None, jax.random.PRNGKey(0), 3, Progress())
+    segments, _, finished = rldt.collect(envs, obs, policy, None, jax.random.PRNGKey(0), 3, Progress())
     np.testing.assert_allclose(segments["rewards"], [[1 + 2 + 3 + 4, 5 + 6, 1 + 2 + 3 + 4]])
     np.testing.assert_array_equal(segments["dones"], [[0, 1, 0]])  # the truncation after 2 of 4 actions is done
     np.testing.assert_allclose(segments["states"][0, :, 0], [0, 4, 0, 4], atol=1e-5)  # reset after the truncation
-    assert finished == [(21.0, 6, False)]
+    assert finished == [(21.0, 6)]
 
 
 # Host-side bookkeeping
