@@ -6,12 +6,8 @@ One run has two phases. Pretraining: flow-matching behaviour cloning of an actio
 (skipped with --pretrained). Fine-tuning: each iteration collects `--steps-per-iteration` action chunks in each of
 `--num-envs` environments, trains a twin critic by TD(lambda) on the trajectory segments (16 rounds of 32 steps), and
 after each round moves the policy's action density along an SVGD field built from the critic's action-gradients (2
-actor steps), with a consistency term and a trust region toward the previous iteration's policy.
-
-Logged x-axis: gradient steps while pretraining, then (pretraining steps + environment steps) while fine-tuning.
-Resume (--resume RUN_DIR) restores everything except the simulator state of episodes in progress. Locomotion episodes
-run across iterations, so a resumed run restarts them from a reset and its numbers drift from the uninterrupted run's;
-manipulation episodes end with each iteration, so a resumed run gives exactly the uninterrupted run's numbers.
+actor steps), with a consistency term and a trust region toward the previous iteration's policy. Logged x-axis:
+gradient steps while pretraining, then (pretraining steps + environment steps) while fine-tuning.
 """
 
 import dataclasses
@@ -253,23 +249,9 @@ def apply_domain_defaults(args: Args, task: Task) -> Args:
 
 
 # Data: windows of `horizon` consecutive actions inside an episode, with min-max normalisation to [-1, 1] (DPPO's).
-def normalizer_from(observations: np.ndarray, actions: np.ndarray) -> dict:
-    return {
-        "obs_min": observations.min(0),
-        "obs_max": observations.max(0),
-        "action_min": actions.min(0),
-        "action_max": actions.max(0),
-    }
-
-
-def normalize_obs(obs, normalizer: dict):
-    return 2 * ((obs - normalizer["obs_min"]) / (normalizer["obs_max"] - normalizer["obs_min"] + 1e-6) - 0.5)
-
-
-def normalize_actions(actions, normalizer: dict):
-    return 2 * (
-        (actions - normalizer["action_min"]) / (normalizer["action_max"] - normalizer["action_min"] + 1e-6) - 0.5
-    )
+def normalize(values, normalizer: dict, name: str):
+    low, high = normalizer[f"{name}_min"], normalizer[f"{name}_max"]
+    return 2 * ((values - low) / (high - low + 1e-6) - 0.5)
 
 
 def unnormalize_actions(actions, normalizer: dict):
@@ -291,14 +273,15 @@ def pretraining_data(episodes, horizon: int):
     """Normalised observations and actions of all episodes, and the start index of every full action window."""
     observations = np.concatenate([o for o, _ in episodes]).astype(np.float32)
     actions = np.concatenate([a for _, a in episodes]).astype(np.float32)
-    normalizer = normalizer_from(observations, actions)
+    normalizer = {"obs_min": observations.min(0), "obs_max": observations.max(0)}
+    normalizer |= {"action_min": actions.min(0), "action_max": actions.max(0)}
     starts, offset = [], 0
     for _, episode_actions in episodes:
         starts.append(offset + np.arange(max(len(episode_actions) - horizon + 1, 0)))
         offset += len(episode_actions)
     data = {
-        "observations": normalize_obs(observations, normalizer).astype(np.float32),
-        "actions": normalize_actions(actions, normalizer).astype(np.float32),
+        "observations": normalize(observations, normalizer, "obs").astype(np.float32),
+        "actions": normalize(actions, normalizer, "action").astype(np.float32),
         "starts": np.concatenate(starts).astype(np.int32),
     }
     return data, normalizer
@@ -744,7 +727,7 @@ class ActionChunk(gym.Wrapper):
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        return normalize_obs(obs, self.normalizer).astype(np.float32), info
+        return normalize(obs, self.normalizer, "obs").astype(np.float32), info
 
     def step(self, chunk):
         total_reward = 0.0
@@ -753,7 +736,7 @@ class ActionChunk(gym.Wrapper):
             total_reward += reward
             if terminated or truncated:
                 break
-        return normalize_obs(obs, self.normalizer).astype(np.float32), total_reward, terminated, truncated, info
+        return normalize(obs, self.normalizer, "obs").astype(np.float32), total_reward, terminated, truncated, info
 
 
 def make_env(task: Task, horizon: int, normalizer: dict) -> gym.Env:
@@ -835,10 +818,11 @@ def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int) -> d
     return {"episodic_return": returns.mean(), "episodic_length": np.mean(lengths), "success": np.mean(returns > 0)}
 
 
-def evaluate_and_log(writer, envs, policy, params, key, iteration: int, step: int, args: Args, sparse: bool) -> dict:
-    """Evaluate on fresh episodes (seeds and noise depend on the iteration) and log `eval/*` at `step`."""
+def evaluate_and_log(writer, envs, policy, params, key, iteration: int, args: Args, sparse: bool) -> dict:
+    """Evaluate after `iteration` fine-tuning iterations on fresh episodes and noise, and log `eval/*`."""
     if args.eval_episodes == 0:
         return {}
+    step = args.pretrain_steps + iteration * args.num_envs * args.steps_per_iteration * args.horizon
     seed = 10**6 * (args.seed + 1) + 1000 * iteration
     result = evaluate(envs, policy, params, jax.random.fold_in(key, iteration), args.eval_episodes, seed)
     for k, v in result.items():
@@ -869,27 +853,28 @@ def main():
     key = jax.random.PRNGKey(args.seed)
     init_key, pretrain_key, finetune_key, eval_key = jax.random.split(key, 4)
 
-    # Where the run starts, and with it the normalisation: a checkpoint (--resume), a saved policy (--pretrained,
-    # --load-model: its architecture too), or pretraining on the dataset.
+    # Where the run starts, and with it the normalisation: a checkpoint (--resume), a saved policy (--pretrained and
+    # --load-model, with its architecture), or the dataset, for pretraining.
     checkpoint = read_checkpoint(args.resume) if args.resume else None
+    phase = checkpoint["phase"] if checkpoint else ("finetune" if args.pretrained or args.load_model else "pretrain")
     if checkpoint is not None:
-        phase, normalizer = checkpoint["phase"], checkpoint["normalizer"]
-    elif args.pretrained or args.load_model:
-        phase = "finetune"
+        normalizer = checkpoint["normalizer"]
+    elif phase == "finetune":
         saved, pretrained_params, normalizer = load_policy(args.pretrained or args.load_model)
         architecture = {f: getattr(saved, f) for f in ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")}
         args = dataclasses.replace(args, pretrain_steps=0, **architecture)
-        print(f"pretrained policy: {args.pretrained} ({architecture})" if args.pretrained else "", end="")
-    else:
-        phase = "pretrain"
+        print(f"policy: {args.pretrained or args.load_model} ({architecture})")
     if phase == "pretrain":
-        data, dataset_normalizer = pretraining_data(load_episodes(task, args), args.horizon)
-        normalizer = dataset_normalizer if checkpoint is None else normalizer
+        episodes = load_episodes(task, args)
+        data, normalizer = pretraining_data(episodes, args.horizon)
+        normalizer = checkpoint["normalizer"] if checkpoint else normalizer
         num_windows = len(data["starts"])
+        if num_windows == 0:
+            raise SystemExit(f"error: the dataset {task.dataset_id} has no episode of {args.horizon} steps or more")
         if args.pretrain_steps is None:  # the official number of epochs
-            steps_per_epoch = -(-num_windows // args.pretrain_batch_size)
-            args = dataclasses.replace(args, pretrain_steps=domain["pretrain_epochs"] * steps_per_epoch)
-        print(f"dataset: {num_windows} action windows, {args.pretrain_steps} pretrain steps")
+            epochs, steps_per_epoch = domain["pretrain_epochs"], -(-num_windows // args.pretrain_batch_size)
+            args = dataclasses.replace(args, pretrain_steps=epochs * steps_per_epoch)
+        print(f"dataset: {len(episodes)} episodes, {num_windows} action windows, {args.pretrain_steps} pretrain steps")
 
     eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
     probe = make_env(task, args.horizon, normalizer)
@@ -897,12 +882,16 @@ def main():
     check_sizes(normalizer, obs_dim, action_dim, task)
     nets = make_networks(args, action_dim)
     policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
-    if args.load_model:
+    if args.load_model:  # evaluate the saved policy, and stop
         result = evaluate(eval_envs, policy, pretrained_params, eval_key, args.eval_episodes, 10**6)
         success = f", success {result['success']:.3f}" if sparse else ""
         print(f"{task.env_id}: return {result['episodic_return']:.1f}{success}")
-        raise SystemExit(0)
+        return
     run_dir, writer = start_run(args, task, checkpoint)
+    model_path, pretrained_path = (
+        os.path.join(run_dir, f"{args.exp_name}.flax"),
+        os.path.join(run_dir, "pretrained.flax"),
+    )
     start_time = time.time()
 
     # Phase 1: pretraining by flow-matching behaviour cloning, in compiled chunks of `pretrain_log_every` steps.
@@ -923,36 +912,22 @@ def main():
             new_state, losses = chunk_fn(pretrain_state, device_data, pretrain_step, pretrain_key, num_steps=num_steps)
             losses = np.asarray(losses)
             if not np.isfinite(losses).all():
-                bad_step = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
-                stop_on_nan(
-                    writer, run_dir, "pretrained.flax", bad_step, "pretraining", normalizer, pretrain_state.ema_params
-                )
+                last_good = save_policy(pretrained_path, pretrain_state.ema_params, None, normalizer)
+                stop_on_nan(writer, pretrain_step + 1 + int(np.argmax(~np.isfinite(losses))), "pretraining", last_good)
             pretrain_state, pretrain_step = new_state, pretrain_step + num_steps
             progress.update(num_steps)
             writer.add_scalar("losses/pretrain_loss", float(losses.mean()), pretrain_step)
             writer.add_scalar("charts/learning_rate", float(pretrain_schedule(pretrain_step - 1)), pretrain_step)
             writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), pretrain_step)
-            chunk_index = pretrain_step // args.pretrain_log_every
-            if (
-                args.checkpoint_every
-                and chunk_index % args.checkpoint_every == 0
-                and pretrain_step < args.pretrain_steps
-            ):
-                save_checkpoint(
-                    run_dir,
-                    writer,
-                    dict(
-                        phase="pretrain",
-                        global_step=pretrain_step,
-                        normalizer=normalizer,
-                        pretrain=pretrain_state,
-                        pretrain_step=pretrain_step,
-                    ),
-                )
+            chunks = pretrain_step // args.pretrain_log_every
+            if args.checkpoint_every and chunks % args.checkpoint_every == 0 and pretrain_step < args.pretrain_steps:
+                content = dict(pretrain=pretrain_state, pretrain_step=pretrain_step, normalizer=normalizer)
+                save_checkpoint(run_dir, writer, dict(phase="pretrain", global_step=pretrain_step, **content))
         progress.close()
         pretrained_params = pretrain_state.ema_params
-        path = save_policy(os.path.join(run_dir, "pretrained.flax"), pretrained_params, None, normalizer)
-        print(f"pretrained policy (EMA weights) saved to {path}")
+        print(
+            f"pretrained policy (EMA weights) saved to {save_policy(pretrained_path, pretrained_params, None, normalizer)}"
+        )
 
     # Phase 2: fine-tuning, starting from the pretrained policy, which is also the first trust-region reference.
     tx_actor, actor_schedule = actor_optimizer(args)
@@ -976,26 +951,7 @@ def main():
             for k, shape in (("actions", (nets.actor.output_dim,)), ("rewards", ()), ("dones", ()))
         }
         iteration, actor_updates, reward_ema = 0, 0, -1.0
-        eval_result = evaluate_and_log(
-            writer, eval_envs, policy, actor_state.params, eval_key, 0, args.pretrain_steps, args, sparse
-        )
-        if args.checkpoint_every:
-            save_checkpoint(
-                run_dir,
-                writer,
-                dict(
-                    phase="finetune",
-                    global_step=args.pretrain_steps,
-                    normalizer=normalizer,
-                    actor=actor_state,
-                    old_actor=old_params,
-                    critic=critic_state,
-                    buffer=buffer,
-                    iteration=iteration,
-                    actor_updates=actor_updates,
-                    reward_ema=reward_ema,
-                ),
-            )
+        eval_result = evaluate_and_log(writer, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse)
 
     vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
     env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
@@ -1004,12 +960,17 @@ def main():
     critic_fn = jax.jit(partial(critic_round, nets=nets, tx=tx_critic, args=args, clip=domain["q_target_clip"]))
     actor_fn = jax.jit(partial(actor_step, nets=nets, tx=tx_actor, args=args))
     env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
+    global_step = args.pretrain_steps + iteration * env_steps_per_iteration
     obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0] if envs else None
-    progress = tqdm(
-        total=args.iterations * args.steps_per_iteration, initial=iteration * args.steps_per_iteration, desc="fine-tune"
-    )
+    total, done = args.iterations * args.steps_per_iteration, iteration * args.steps_per_iteration
+    progress = tqdm(total=total, initial=done, desc="fine-tune")
     finetune_start, first_iteration = time.time(), iteration
     while iteration < args.iterations:
+        if args.checkpoint_every and iteration % args.checkpoint_every == 0:  # the state between two iterations
+            states = dict(actor=actor_state, old_actor=old_params, critic=critic_state, buffer=buffer)
+            counters = dict(iteration=iteration, actor_updates=actor_updates, reward_ema=reward_ema)
+            content = dict(phase="finetune", global_step=global_step, normalizer=normalizer, **states, **counters)
+            save_checkpoint(run_dir, writer, content)
         iteration += 1
         iteration_key, rng = jax.random.fold_in(finetune_key, iteration), np.random.default_rng([args.seed, iteration])
         global_step = args.pretrain_steps + iteration * env_steps_per_iteration
@@ -1020,9 +981,8 @@ def main():
         if sparse:
             obs = envs.reset(seed=int(np.random.SeedSequence([args.seed, iteration]).generate_state(1)[0]))[0]
         rollout_key = jax.random.fold_in(iteration_key, 0)
-        fresh, obs, finished = collect(
-            envs, obs, explore_fn, actor_state.params, rollout_key, args.steps_per_iteration, progress
-        )
+        rollout = (actor_state.params, rollout_key, args.steps_per_iteration, progress)
+        fresh, obs, finished = collect(envs, obs, explore_fn, *rollout)
         fresh = episodes_of(fresh, episode_chunks) if sparse else fresh
         rollout_time = time.time() - timer
         if args.reward_scale < 0:
@@ -1041,17 +1001,8 @@ def main():
             infos = jax.device_get(infos)
             critic_time += time.time() - timer
             if not np.isfinite(infos["critic_loss"]).all():
-                where = f"iteration {iteration}, critic round {round_index + 1}"
-                stop_on_nan(
-                    writer,
-                    run_dir,
-                    f"{args.exp_name}.flax",
-                    global_step,
-                    where,
-                    normalizer,
-                    actor_state.params,
-                    critic_state.params,
-                )
+                last_good = save_policy(model_path, actor_state.params, critic_state.params, normalizer)
+                stop_on_nan(writer, global_step, f"iteration {iteration}, critic round {round_index + 1}", last_good)
             critic_state = new_critic
             critic_infos.append({k: v[-1] for k, v in infos.items()})
             if iteration <= args.critic_warmup_iterations:
@@ -1063,16 +1014,9 @@ def main():
                 new_actor, info = actor_fn(actor_state, old_params, critic_state.params, states, weights, step_key)
                 info = jax.device_get(info)
                 if not np.isfinite(info["actor_loss"]):
-                    where = f"iteration {iteration}, actor step {actor_updates + 1}"
+                    last_good = save_policy(model_path, actor_state.params, critic_state.params, normalizer)
                     stop_on_nan(
-                        writer,
-                        run_dir,
-                        f"{args.exp_name}.flax",
-                        global_step,
-                        where,
-                        normalizer,
-                        actor_state.params,
-                        critic_state.params,
+                        writer, global_step, f"iteration {iteration}, actor step {actor_updates + 1}", last_good
                     )
                 actor_state, actor_updates = new_actor, actor_updates + 1
                 actor_infos.append(info)
@@ -1080,11 +1024,12 @@ def main():
         buffer = append_segments(buffer, fresh, capacity)
         old_params = actor_state.params  # the trust region's reference for the next iteration
 
-        # TRY NOT TO MODIFY: logging, evaluation, checkpoint
-        for infos, prefix in ((critic_infos, "losses"), (actor_infos, None)):
-            for k in infos[0] if infos else []:
-                name = f"{prefix or ('losses' if k.endswith('loss') else 'charts')}/{k}"
-                writer.add_scalar(name, float(np.mean([info[k] for info in infos])), global_step)
+        # TRY NOT TO MODIFY: logging and evaluation
+        for k in critic_infos[0]:
+            writer.add_scalar(f"losses/{k}", float(np.mean([info[k] for info in critic_infos])), global_step)
+        for k in actor_infos[0] if actor_infos else []:
+            group = "losses" if k.endswith("loss") else "charts"
+            writer.add_scalar(f"{group}/{k}", float(np.mean([info[k] for info in actor_infos])), global_step)
         writer.add_scalar("charts/actor_learning_rate", float(actor_schedule(max(actor_updates - 1, 0))), global_step)
         writer.add_scalar("charts/reward_scale", reward_scale, global_step)
         if finished:
@@ -1099,32 +1044,14 @@ def main():
         writer.add_scalar("charts/SPS", (iteration - first_iteration) * env_steps_per_iteration / elapsed, global_step)
         if iteration % args.eval_every == 0 or iteration == args.iterations:
             eval_result = evaluate_and_log(
-                writer, eval_envs, policy, actor_state.params, eval_key, iteration, global_step, args, sparse
-            )
-        if args.checkpoint_every and iteration % args.checkpoint_every == 0 and iteration < args.iterations:
-            save_checkpoint(
-                run_dir,
-                writer,
-                dict(
-                    phase="finetune",
-                    global_step=global_step,
-                    normalizer=normalizer,
-                    actor=actor_state,
-                    old_actor=old_params,
-                    critic=critic_state,
-                    buffer=buffer,
-                    iteration=iteration,
-                    actor_updates=actor_updates,
-                    reward_ema=reward_ema,
-                ),
+                writer, eval_envs, policy, actor_state.params, eval_key, iteration, args, sparse
             )
     progress.close()
     if envs:
         envs.close()
 
     if args.save_model:
-        path = os.path.join(run_dir, f"{args.exp_name}.flax")
-        print(f"model saved to {save_policy(path, actor_state.params, critic_state.params, normalizer)}")
+        print(f"model saved to {save_policy(model_path, actor_state.params, critic_state.params, normalizer)}")
     env_steps = (args.iterations - first_iteration) * env_steps_per_iteration
     final = f"final return {eval_result['episodic_return']:.1f}" if eval_result else "no evaluation"
     final += f", success {eval_result['success']:.3f}" if eval_result and sparse else ""
@@ -1391,13 +1318,12 @@ def start_run(args: Args, task: Task, checkpoint: dict | None):
     return run_dir, writer
 
 
-def stop_on_nan(
-    writer, run_dir: str, model_name: str, step: int, where: str, normalizer, actor_params, critic_params=None
-):
-    """A NaN or infinite loss: keep the last good parameters and stop with the step."""
-    path = save_policy(os.path.join(run_dir, model_name), actor_params, critic_params, normalizer)
+def stop_on_nan(writer, step: int, where: str, last_good: str):
+    """A NaN or infinite loss: stop with the step; the last good parameters are already saved at `last_good`."""
     writer.close()
-    raise SystemExit(f"error: the loss became NaN or infinite at step {step} ({where}). Last good parameters: {path}")
+    raise SystemExit(
+        f"error: the loss became NaN or infinite at step {step} ({where}). Last good parameters: {last_good}"
+    )
 
 
 if __name__ == "__main__":
