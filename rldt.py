@@ -503,12 +503,13 @@ def actor_loss(params, old_params, critic_params, states, state_weights, draws: 
     frozen, old_params, critic_params = jax.lax.stop_gradient((params, old_params, critic_params))
     observations = jnp.repeat(states, args.n_particles, axis=0)
     weights = jnp.repeat(state_weights, args.n_particles)
+    # Constants: a chain of the current policy per row, its point x_k at step k and endpoint a, phi at E[a | x_k] ...
     actions, chain = sample_actions(nets, frozen, observations, draws["noise"], args.flow_steps)
     t = (draws["step"] / args.flow_steps)[:, None]
     x = chain[draws["step"], jnp.arange(observations.shape[0])]
-    phi, info = transport_field(
-        nets, critic_params, observations, expected_target(nets, frozen, observations, x, t), actions, args
-    )
+    expected = expected_target(nets, frozen, observations, x, t)
+    phi, info = transport_field(nets, critic_params, observations, expected, actions, args)
+    # ... and the previous policy's velocity at x' = (1 - t') z' + t' a.
     t_old = (draws["teacher_step"] / args.flow_steps)[:, None]
     x_old = (1 - t_old) * draws["teacher_noise"] + t_old * actions
     v_old = nets.actor.apply(old_params, observations, x_old, t_old)
@@ -516,6 +517,7 @@ def actor_loss(params, old_params, critic_params, states, state_weights, draws: 
     def weighted_mean(values):
         return jnp.sum(weights * values) / jnp.sum(weights)
 
+    # The two calls that carry gradient: v(x_k, t_k) in L_svgd and L_cons, v(x', t') in L_kl.
     v = nets.actor.apply(params, observations, x, t)
     scale = args.flow_steps * (1 - t[:, 0])
     svgd_loss = -weighted_mean(jnp.sum(v * phi, axis=-1) / scale)
@@ -530,6 +532,7 @@ def actor_loss(params, old_params, critic_params, states, state_weights, draws: 
 def actor_step(
     state: ActorState, old_params, critic_params, states, state_weights, key, nets: Networks, tx, args: Args
 ):
+    """One Adam step on the actor loss, with fresh draws."""
     rows, dim = states.shape[0] * args.n_particles, nets.actor.output_dim
     noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
     draws = {
