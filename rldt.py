@@ -11,14 +11,19 @@ gradient steps while pretraining, then (pretraining steps + environment steps) w
 """
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
 import random
 import re
+import shlex
+import signal
+import socket
 import sys
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, NamedTuple
@@ -158,6 +163,19 @@ class Args:
     """decay of the EMA of the pretrained weights (the EMA weights are fine-tuned)"""
 
 
+# The range of every number flag (None: the domain's default); check_args adds the checks between flags.
+FLAG_RULES = {
+    "count": "pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon flow_steps n_particles "
+    "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size time_dim",
+    "count_or_off": "iterations eval_episodes checkpoint_every critic_warmup_iterations actor_steps",
+    "positive": "actor_lr critic_lr q_init_std pretrain_lr",
+    "non_negative": "svgd_temp consistency_coef kl_coef pretrain_weight_decay pretrain_min_lr",
+    "fraction": "tau discount td_lambda new_fraction ema_decay",
+    "finite": "reward_scale",
+    "layers": "critic_hidden_dims actor_hidden_dims",
+}
+
+
 # Per-domain values of the official configs: `gym` from cfg/gym/{pretrain,finetune}/<task>, `robomimic` from the
 # sparse-reward square config, which the OGBench manipulation tasks use (docs/rldt.md). Flags left unset take them.
 # fmt: off
@@ -194,6 +212,8 @@ LOCOMOTION = {
     "walker2d": ("Walker2d-v5", "mujoco/walker2d/medium-v0"),
     "halfcheetah": ("HalfCheetah-v5", "mujoco/halfcheetah/medium-v0"),
 }
+# The Minari datasets benchmark/make_dataset.py makes offline, from an expert that benchmark/train_expert.py trains.
+MINARI_EXPERTS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5", "ant": "Ant-v5"}
 # OGBench manipulation, the stand-in for Robomimic: default task, episode length, demonstration noise to suggest.
 MANIPULATION = {
     "cube-single": (2, 200, 0.3),
@@ -234,6 +254,37 @@ def chunks_per_episode(task: Task, horizon: int) -> int:
     return -(-task.episode_steps // horizon)
 
 
+def check_args(args: Args) -> Task:
+    """Every flag, before anything slow: the table above, then what depends on two flags or on the task."""
+    check_flags(args, FLAG_RULES)
+    task = resolve_task(args.env_id, args.dataset_id)
+    if args.pretrain_min_lr is not None and args.pretrain_lr is not None and args.pretrain_min_lr > args.pretrain_lr:
+        fail("pretrain_min_lr", args.pretrain_min_lr, f"must not exceed --pretrain-lr {args.pretrain_lr}")
+    if args.reward_scale == 0:
+        fail("reward_scale", args.reward_scale, "must be a finite non-zero number (negative: EMA scaling)")
+    if not 0 <= args.min_extrp_step < args.flow_steps:
+        fail("min_extrp_step", args.min_extrp_step, f"must be in [0, {args.flow_steps - 1}] (below --flow-steps)")
+    for flag in ("critic_steps", "actor_steps"):
+        if getattr(args, flag) % args.critic_rounds:
+            fail(flag, getattr(args, flag), f"must be a multiple of --critic-rounds {args.critic_rounds}")
+    if args.time_dim is not None and (args.time_dim < 4 or args.time_dim % 2):
+        fail("time_dim", args.time_dim, "must be even and >= 4")
+    if (dims := args.actor_hidden_dims) is not None and (len(dims) % 2 == 0 or len(set(dims)) > 1):
+        fail("actor_hidden_dims", dims, "give an odd number of equal positive sizes, e.g. 512 512 512")
+    episode = chunks_per_episode(task, args.horizon)
+    if task.domain == "robomimic" and args.steps_per_iteration is not None and args.steps_per_iteration % episode:
+        why = f"must be a multiple of the {episode} chunks of one {task.env_id} episode (episodes end with each iteration)"
+        fail("steps_per_iteration", args.steps_per_iteration, why)
+    # Each critic trains on every other segment of a batch, which must therefore hold at least two.
+    if task.domain == "robomimic" and args.num_envs is not None:
+        episodes = args.num_envs * ((args.steps_per_iteration or 0) // episode or 2)
+        if episodes < 4:
+            fail("num_envs", args.num_envs, f"gives {episodes} episodes per iteration; at least 4 needed")
+    elif args.num_envs is not None and args.num_envs < 2:
+        fail("num_envs", args.num_envs, "each critic needs its own segments; give at least 2")
+    return task
+
+
 def apply_domain_defaults(args: Args, task: Task) -> Args:
     """The paper's per-domain values for every flag left unset; explicit flags win."""
     defaults = dict(DOMAINS[task.domain])
@@ -258,12 +309,22 @@ def unnormalize_actions(actions, normalizer: dict):
     return (actions + 1) / 2 * (normalizer["action_max"] - normalizer["action_min"]) + normalizer["action_min"]
 
 
-def load_episodes(task: Task, args: Args) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(observations, actions) of each episode of the task's dataset: a Minari dataset (locomotion) or a file of
-    oracle demonstrations whose `terminals` mark each episode's last step (manipulation)."""
+def load_episodes(task: Task, args: Args, obs_dim: int, action_dim: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(observations, actions) of each episode of the task's dataset, read in full and checked once: a Minari dataset
+    (locomotion) or a file of oracle demonstrations whose `terminals` mark each episode's last step (manipulation)."""
+    shapes = {"observations": (obs_dim,), "actions": (action_dim,)}
     if task.domain == "gym":
-        return [(ep.observations[:-1], ep.actions) for ep in minari_dataset(task.dataset_id).iterate_episodes()]
-    demos = read_demonstrations(task, args.dataset_dir)
+        parts = task.dataset_id.split("/")
+        remake = "  check --dataset-id, or download the dataset on a machine that is online"
+        if len(parts) == 3 and parts[1] in MINARI_EXPERTS and parts[2] in ("simple-v0", "medium-v0", "expert-v0"):
+            train = shlex.join(["python", "benchmark/train_expert.py", "--env-id", MINARI_EXPERTS[parts[1]]])
+            remake = f"  make it here with: {train} && python benchmark/make_dataset.py --dataset {task.dataset_id}"
+        episodes = read_minari(task.dataset_id, shapes, task.env_id, remake)
+        return [(episode.observations[:-1], episode.actions) for episode in episodes]
+    path = os.path.join(os.path.expanduser(args.dataset_dir), f"{task.dataset_id}.npz")
+    make = ["python", "benchmark/make_dataset.py", "--demos", task.env_id, "--noise", str(task.demo_noise)]
+    remake = f"  make it with: {shlex.join([*make, '--out-dir', args.dataset_dir])}"
+    demos = read_npz(path, shapes | {"terminals": ()}, task.env_id, remake)
     ends = np.flatnonzero(demos["terminals"]) + 1
     split = lambda values: np.split(values, ends)[: len(ends)]  # noqa: E731
     return list(zip(split(demos["observations"]), split(demos["actions"]), strict=True))
@@ -836,15 +897,31 @@ def evaluate_and_log(writer, envs, policy, params, key, iteration: int, args: Ar
     return result
 
 
-def main():
-    # Arguments: the command line's, the run's own (--resume), or the saved model's (--load-model).
-    args = tyro.cli(Args)
-    if args.resume:
-        args = resumed_args(args)
-    elif args.load_model:
-        saved = read_args_beside(args.load_model)
-        args = dataclasses.replace(saved, load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed)
+# Saving and resuming: what a saved model and a checkpoint hold (the plumbing below writes and reads them). A checkpoint
+# holds the phase, the normalisation and the state of that phase: the pretraining state and its step, or the fine-tuning
+# states, the replay and the counters.
+MODEL_KEYS = ("actor", "normalizer")
+CHECKPOINT_KEYS = ("phase", "normalizer", "state")
+
+
+def saved_model(actor_state: ActorState, critic_state: CriticState, normalizer: dict) -> dict:
+    return {"actor": actor_state.params, "critic": critic_state.params, "normalizer": normalizer}
+
+
+# Training loop
+def main(args: Args) -> None:
+    args = run_args(args)  # with --resume: the arguments saved in the run folder
     task = check_args(args)
+    checkpoint = read_checkpoint(args, CHECKPOINT_KEYS) if args.resume else None
+    # A saved policy: --load-model evaluates it with its run's arguments, --pretrained fine-tunes it (its architecture).
+    model_path = args.load_model or (args.pretrained if checkpoint is None else None)
+    if model_path:
+        saved, model = read_model(model_path, MODEL_KEYS)
+        architecture = {f: getattr(saved, f) for f in ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")}
+        new = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed, resume=None)
+        args = dataclasses.replace(saved, **new) if args.load_model else dataclasses.replace(args, **architecture)
+        args = dataclasses.replace(args, pretrain_steps=0)
+        task = resolve_task(args.env_id, args.dataset_id)
     args = apply_domain_defaults(args, task)
     domain = DOMAINS[task.domain]
     sparse = domain["sparse"]
@@ -856,21 +933,15 @@ def main():
     key = jax.random.PRNGKey(args.seed)
     init_key, pretrain_key, finetune_key, eval_key = jax.random.split(key, 4)
 
-    # Where the run starts, and with it the normalisation: a checkpoint (--resume), a saved policy (--pretrained and
-    # --load-model, with its architecture), or the dataset, for pretraining.
-    checkpoint = read_checkpoint(args.resume) if args.resume else None
-    phase = checkpoint["phase"] if checkpoint else ("finetune" if args.pretrained or args.load_model else "pretrain")
-    if checkpoint is not None:
-        normalizer = checkpoint["normalizer"]
-    elif phase == "finetune":
-        saved, pretrained_params, normalizer = load_policy(args.pretrained or args.load_model)
-        architecture = {f: getattr(saved, f) for f in ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")}
-        args = dataclasses.replace(args, pretrain_steps=0, **architecture)
-        print(f"policy: {args.pretrained or args.load_model} ({architecture})")
+    # Where the run starts, and with it the normalisation: the checkpoint, the saved policy, or the dataset.
+    probe = make_env(task, args.horizon, normalizer=None)  # its spaces only
+    obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[1]
+    phase = checkpoint["phase"] if checkpoint else ("finetune" if model_path else "pretrain")
+    normalizer = checkpoint["normalizer"] if checkpoint else model["normalizer"] if model_path else None
     if phase == "pretrain":
-        episodes = load_episodes(task, args)
-        data, normalizer = pretraining_data(episodes, args.horizon)
-        normalizer = checkpoint["normalizer"] if checkpoint else normalizer
+        episodes = load_episodes(task, args, obs_dim, action_dim)
+        data, dataset_normalizer = pretraining_data(episodes, args.horizon)
+        normalizer = dataset_normalizer if normalizer is None else normalizer
         num_windows = len(data["starts"])
         if num_windows == 0:
             raise SystemExit(f"error: the dataset {task.dataset_id} has no episode of {args.horizon} steps or more")
@@ -878,23 +949,38 @@ def main():
             epochs, steps_per_epoch = domain["pretrain_epochs"], -(-num_windows // args.pretrain_batch_size)
             args = dataclasses.replace(args, pretrain_steps=epochs * steps_per_epoch)
         print(f"dataset: {len(episodes)} episodes, {num_windows} action windows, {args.pretrain_steps} pretrain steps")
-
-    eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
-    probe = make_env(task, args.horizon, normalizer)
-    obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[1]
-    check_sizes(normalizer, obs_dim, action_dim, task)
+    normalizer = {k: np.asarray(v, np.float32) for k, v in normalizer.items()}
     nets = make_networks(args, action_dim)
+    actor_template = jax.eval_shape(lambda: init_actor(init_key, nets, obs_dim))
+    if model_path:
+        pretrained_params = restore(actor_template, model["actor"], model_path)
+        print(f"policy: {model_path} ({architecture})")
+    eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
     policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
     if args.load_model:  # evaluate the saved policy, and stop
         result = evaluate(eval_envs, policy, pretrained_params, eval_key, args.eval_episodes, 10**6)
         success = f", success {result['success']:.3f}" if sparse else ""
         print(f"{task.env_id}: return {result['episodic_return']:.1f}{success}")
         return
-    run_dir, writer = start_run(args, task, checkpoint)
-    model_path, pretrained_path = (
-        os.path.join(run_dir, f"{args.exp_name}.flax"),
-        os.path.join(run_dir, "pretrained.flax"),
-    )
+
+    # ALGO LOGIC: the training states
+    tx_actor, actor_schedule = actor_optimizer(args)
+    tx_critic = optax.adam(args.critic_lr)  # AdamW with weight decay 0
+    critic_state = init_critic(jax.random.fold_in(init_key, 1), nets, obs_dim, tx_critic)
+    episode_chunks = chunks_per_episode(task, args.horizon) if sparse else args.steps_per_iteration
+    capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
+    env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
+    checkpoint_path = os.path.join(args.resume or "", "checkpoint.msgpack")
+    if phase == "pretrain":
+        global_step = int(checkpoint["state"]["step"]) if checkpoint else 0
+    else:
+        global_step = (
+            args.pretrain_steps + (int(checkpoint["state"]["iteration"]) if checkpoint else 0) * env_steps_per_iteration
+        )
+    if checkpoint is not None:
+        print(f"resuming {args.resume} from step {global_step} ({phase})")
+    run_dir, writer = open_run(args, task.env_id, global_step)
+    print(f"run folder: {run_dir}")
     start_time = time.time()
 
     # Phase 1: pretraining by flow-matching behaviour cloning, in compiled chunks of `pretrain_log_every` steps.
@@ -903,50 +989,57 @@ def main():
         params = init_actor(init_key, nets, obs_dim)
         pretrain_state, pretrain_step = PretrainState(params, params, tx_pretrain.init(params)), 0
         if checkpoint is not None:
-            pretrain_state = flax.serialization.from_state_dict(pretrain_state, checkpoint["pretrain"])
-            pretrain_step = int(checkpoint["pretrain_step"])
+            run = restore(dict(pretrain=pretrain_state, step=0), checkpoint["state"], checkpoint_path)
+            pretrain_state, pretrain_step = run["pretrain"], run["step"]
         device_data = jax.device_put(data)
         chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx_pretrain, args=args)
         chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
         progress = tqdm(total=args.pretrain_steps, initial=pretrain_step, desc="pretrain", smoothing=0.1)
+        last_checkpoint, every = pretrain_step, args.checkpoint_every * args.pretrain_log_every
         while pretrain_step < args.pretrain_steps:
             num_steps = min(args.pretrain_log_every, args.pretrain_steps - pretrain_step)
             chunk_start = time.time()
             new_state, losses = chunk_fn(pretrain_state, device_data, pretrain_step, pretrain_key, num_steps=num_steps)
             losses = np.asarray(losses)
             if not np.isfinite(losses).all():
-                last_good = save_policy(pretrained_path, pretrain_state.ema_params, None, normalizer)
-                stop_on_nan(writer, pretrain_step + 1 + int(np.argmax(~np.isfinite(losses))), "pretraining", last_good)
+                good = {"actor": pretrain_state.ema_params, "normalizer": normalizer}
+                bad_step = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
+                stop_on_nan(
+                    bad_step,
+                    pretrain_step,
+                    save_model(run_dir, "pretrained", good, args),
+                    writer,
+                    progress,
+                    " (pretraining)",
+                )
             pretrain_state, pretrain_step = new_state, pretrain_step + num_steps
             progress.update(num_steps)
             writer.add_scalar("losses/pretrain_loss", float(losses.mean()), pretrain_step)
             writer.add_scalar("charts/learning_rate", float(pretrain_schedule(pretrain_step - 1)), pretrain_step)
             writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), pretrain_step)
-            chunks = pretrain_step // args.pretrain_log_every
-            if args.checkpoint_every and chunks % args.checkpoint_every == 0 and pretrain_step < args.pretrain_steps:
-                content = dict(pretrain=pretrain_state, pretrain_step=pretrain_step, normalizer=normalizer)
-                save_checkpoint(run_dir, writer, dict(phase="pretrain", global_step=pretrain_step, **content))
+            if checkpoint_due(pretrain_step, last_checkpoint, every, args.pretrain_steps):
+                state = dict(pretrain=pretrain_state, step=pretrain_step)
+                content = dict(phase="pretrain", normalizer=normalizer, state=state)
+                writer, last_checkpoint = save_checkpoint(run_dir, content, pretrain_step, writer), pretrain_step
         progress.close()
         pretrained_params = pretrain_state.ema_params
-        print(
-            f"pretrained policy (EMA weights) saved to {save_policy(pretrained_path, pretrained_params, None, normalizer)}"
-        )
+        path = save_model(run_dir, "pretrained", {"actor": pretrained_params, "normalizer": normalizer}, args)
+        print(f"pretrained policy (EMA weights) saved to {path}")
 
-    # Phase 2: fine-tuning, starting from the pretrained policy, which is also the first trust-region reference.
-    tx_actor, actor_schedule = actor_optimizer(args)
-    tx_critic = optax.adam(args.critic_lr)  # AdamW with weight decay 0
-    critic_state = init_critic(jax.random.fold_in(init_key, 1), nets, obs_dim, tx_critic)
-    episode_chunks = chunks_per_episode(task, args.horizon) if sparse else args.steps_per_iteration
-    capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
-    if checkpoint is not None and phase == "finetune":
-        template = init_actor(init_key, nets, obs_dim)
-        restore = flax.serialization.from_state_dict
-        actor_state = restore(ActorState(template, tx_actor.init(template)), checkpoint["actor"])
-        old_params = restore(template, checkpoint["old_actor"])
-        critic_state = restore(critic_state, checkpoint["critic"])
-        buffer = {k: np.asarray(v) for k, v in checkpoint["buffer"].items()}
-        iteration, actor_updates = int(checkpoint["iteration"]), int(checkpoint["actor_updates"])
-        reward_ema, eval_result = float(checkpoint["reward_ema"]), {}
+    # Phase 2: fine-tuning, from the pretrained policy (also the first trust-region reference), the fresh critic and an
+    # empty replay, or from where the checkpoint left them.
+    if phase == "finetune" and checkpoint is not None:
+        template = dict(actor=ActorState(actor_template, jax.eval_shape(tx_actor.init, actor_template)))
+        template |= dict(old_actor=actor_template)
+        template |= dict(critic=critic_state, buffer=None, iteration=0, actor_updates=0, reward_ema=0.0)
+        run = restore(template, checkpoint["state"], checkpoint_path)
+        actor_state, old_params, critic_state, buffer = run["actor"], run["old_actor"], run["critic"], run["buffer"]
+        iteration, actor_updates, reward_ema, eval_result = (
+            run["iteration"],
+            run["actor_updates"],
+            run["reward_ema"],
+            {},
+        )
     else:
         actor_state, old_params = ActorState(pretrained_params, tx_actor.init(pretrained_params)), pretrained_params
         buffer = {"states": np.zeros((0, episode_chunks + 1, obs_dim), np.float32)} | {
@@ -955,25 +1048,24 @@ def main():
         }
         iteration, actor_updates, reward_ema = 0, 0, -1.0
         eval_result = evaluate_and_log(writer, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse)
-
     vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
     env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
     envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED) if args.iterations else None
     explore_fn = jax.jit(partial(explore, nets, args=args))
     critic_fn = jax.jit(partial(critic_round, nets=nets, tx=tx_critic, args=args, clip=domain["q_target_clip"]))
     actor_fn = jax.jit(partial(actor_step, nets=nets, tx=tx_actor, args=args))
-    env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
     global_step = args.pretrain_steps + iteration * env_steps_per_iteration
     obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0] if envs else None
     total, done = args.iterations * args.steps_per_iteration, iteration * args.steps_per_iteration
     progress = tqdm(total=total, initial=done, desc="fine-tune")
     finetune_start, first_iteration = time.time(), iteration
+    last_checkpoint = iteration if phase == "finetune" and checkpoint is not None else -1
     while iteration < args.iterations:
-        if args.checkpoint_every and iteration % args.checkpoint_every == 0:  # the state between two iterations
-            states = dict(actor=actor_state, old_actor=old_params, critic=critic_state, buffer=buffer)
-            counters = dict(iteration=iteration, actor_updates=actor_updates, reward_ema=reward_ema)
-            content = dict(phase="finetune", global_step=global_step, normalizer=normalizer, **states, **counters)
-            save_checkpoint(run_dir, writer, content)
+        if checkpoint_due(iteration, last_checkpoint, args.checkpoint_every, args.iterations):  # between iterations
+            state = dict(actor=actor_state, old_actor=old_params, critic=critic_state, buffer=buffer)
+            state |= dict(iteration=iteration, actor_updates=actor_updates, reward_ema=reward_ema)
+            content = dict(phase="finetune", normalizer=normalizer, state=state)
+            writer, last_checkpoint = save_checkpoint(run_dir, content, global_step, writer), iteration
         iteration += 1
         iteration_key, rng = jax.random.fold_in(finetune_key, iteration), np.random.default_rng([args.seed, iteration])
         global_step = args.pretrain_steps + iteration * env_steps_per_iteration
@@ -1004,8 +1096,15 @@ def main():
             infos = jax.device_get(infos)
             critic_time += time.time() - timer
             if not np.isfinite(infos["critic_loss"]).all():
-                last_good = save_policy(model_path, actor_state.params, critic_state.params, normalizer)
-                stop_on_nan(writer, global_step, f"iteration {iteration}, critic round {round_index + 1}", last_good)
+                path = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
+                stop_on_nan(
+                    global_step,
+                    global_step,
+                    path,
+                    writer,
+                    progress,
+                    f" (iteration {iteration}, critic round {round_index + 1})",
+                )
             critic_state = new_critic
             critic_infos.append({k: v[-1] for k, v in infos.items()})
             if iteration <= args.critic_warmup_iterations:
@@ -1017,9 +1116,14 @@ def main():
                 new_actor, info = actor_fn(actor_state, old_params, critic_state.params, states, weights, step_key)
                 info = jax.device_get(info)
                 if not np.isfinite(info["actor_loss"]):
-                    last_good = save_policy(model_path, actor_state.params, critic_state.params, normalizer)
+                    path = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
                     stop_on_nan(
-                        writer, global_step, f"iteration {iteration}, actor step {actor_updates + 1}", last_good
+                        global_step,
+                        global_step,
+                        path,
+                        writer,
+                        progress,
+                        f" (iteration {iteration}, actor step {actor_updates + 1})",
                     )
                 actor_state, actor_updates = new_actor, actor_updates + 1
                 actor_infos.append(info)
@@ -1054,7 +1158,8 @@ def main():
         envs.close()
 
     if args.save_model:
-        print(f"model saved to {save_policy(model_path, actor_state.params, critic_state.params, normalizer)}")
+        path = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
+        print(f"model saved to {path}")
     env_steps = (args.iterations - first_iteration) * env_steps_per_iteration
     final = f"final return {eval_result['episodic_return']:.1f}" if eval_result else "no evaluation"
     final += f", success {eval_result['success']:.3f}" if eval_result and sparse else ""
@@ -1065,269 +1170,280 @@ def main():
     writer.close()
 
 
-# RUN PLUMBING: flag checks, file checks, saving and loading, checkpoints, the run folder. Nothing here changes the
-# numbers.
-def fail(flag: str, value, why: str):
-    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
-    sys.exit(2)
-
-
-def check_args(args: Args) -> Task:
-    """Check every flag before anything slow: one `error:` line and exit status 2 on a bad value."""
-    task = resolve_task(args.env_id, args.dataset_id)
-    rules = [  # (flags, test, what is wrong otherwise); None means "the domain's default"
-        (
-            "pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon flow_steps n_particles "
-            "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size",
-            lambda v: v >= 1,
-            "must be positive; give an integer >= 1",
-        ),
-        (
-            "iterations eval_episodes checkpoint_every critic_warmup_iterations actor_steps",
-            lambda v: v >= 0,
-            "must not be negative; give an integer >= 0",
-        ),
-        ("actor_lr critic_lr q_init_std pretrain_lr", lambda v: v > 0, "must be positive; give a finite number > 0"),
-        (
-            "svgd_temp consistency_coef kl_coef pretrain_weight_decay pretrain_min_lr",
-            lambda v: v >= 0,
-            "must be a finite number >= 0",
-        ),
-        ("tau discount td_lambda new_fraction ema_decay", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-    ]
-    for names, ok, why in rules:
-        for name in names.split():
-            value = getattr(args, name)
-            if value is not None and not (math.isfinite(value) and ok(value)):
-                fail(name.replace("_", "-"), value, why)
-    if args.pretrain_min_lr is not None and args.pretrain_lr is not None and args.pretrain_min_lr > args.pretrain_lr:
-        fail("pretrain-min-lr", args.pretrain_min_lr, f"must not exceed --pretrain-lr {args.pretrain_lr}")
-    if args.reward_scale is not None and not (math.isfinite(args.reward_scale) and args.reward_scale != 0):
-        fail("reward-scale", args.reward_scale, "must be a finite non-zero number (negative: EMA scaling)")
-    if not 0 <= args.min_extrp_step < args.flow_steps:
-        fail("min-extrp-step", args.min_extrp_step, f"must be in [0, {args.flow_steps - 1}] (below --flow-steps)")
-    for name in ("critic_steps", "actor_steps"):
-        if getattr(args, name) % args.critic_rounds:
-            fail(
-                name.replace("_", "-"),
-                getattr(args, name),
-                f"must be a multiple of --critic-rounds {args.critic_rounds}",
-            )
-    if args.time_dim is not None and (args.time_dim < 4 or args.time_dim % 2):
-        fail("time-dim", args.time_dim, "must be even and >= 4")
-    dims = args.actor_hidden_dims
-    if dims is not None and (len(dims) % 2 == 0 or len(set(dims)) != 1 or min(dims) < 1):
-        fail(
-            "actor-hidden-dims",
-            " ".join(map(str, dims)),
-            "give an odd number of equal positive sizes, e.g. 512 512 512",
-        )
-    if not args.critic_hidden_dims or min(args.critic_hidden_dims) < 1:
-        fail("critic-hidden-dims", " ".join(map(str, args.critic_hidden_dims)), "give positive layer sizes")
-    if task.domain == "robomimic" and args.steps_per_iteration is not None:
-        episode = chunks_per_episode(task, args.horizon)
-        if args.steps_per_iteration % episode:
-            fail(
-                "steps-per-iteration",
-                args.steps_per_iteration,
-                f"must be a multiple of the {episode} chunks of one {task.env_id} episode (episodes end with each iteration)",
-            )
-    # Each critic trains on every other segment of a batch, which must therefore hold at least two.
-    if task.domain == "robomimic" and args.num_envs is not None:
-        episodes = (args.steps_per_iteration or 0) // chunks_per_episode(task, args.horizon) or 2
-        if args.num_envs * episodes < 4:
-            fail(
-                "num-envs", args.num_envs, f"gives {args.num_envs * episodes} episodes per iteration; at least 4 needed"
-            )
-    elif args.num_envs is not None and args.num_envs < 2:
-        fail("num-envs", args.num_envs, "each critic needs its own segments; give at least 2")
-    return task
-
-
-def minari_dataset(dataset_id: str):
-    """Load a Minari dataset from this machine, else download it, else stop with the command that makes it."""
-    import minari
-
-    try:
-        return minari.load_dataset(dataset_id)
-    except Exception:
-        pass
-    try:
-        return minari.load_dataset(dataset_id, download=True)
-    except Exception as error:
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:160]
-        folder = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
-        parts = dataset_id.split("/")
-        name = parts[1] if len(parts) > 2 else dataset_id
-        env_name = {"halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}.get(name, name.capitalize())
-        raise SystemExit(
-            f"error: Minari dataset {dataset_id} is not on this machine (looked in {folder}) and could not be "
-            f"downloaded ({reason}). Make it here with:\n"
-            f"  python benchmark/train_expert.py --env-id {env_name}-v5\n"
-            f"  python benchmark/make_dataset.py --dataset {dataset_id}"
-        ) from None
-
-
-def read_demonstrations(task: Task, dataset_dir: str) -> dict:
-    """The arrays of a demonstration file, with clear errors for a missing or bad file."""
-    path = os.path.join(os.path.expanduser(dataset_dir), f"{task.dataset_id}.npz")
-    make = f"  python benchmark/make_dataset.py --demos {task.env_id} --noise {task.demo_noise} --out-dir {dataset_dir}"
-    if not os.path.exists(path):
-        raise SystemExit(f"error: demonstration file not found: {path}\n{make}")
-    try:
-        with np.load(path) as file:
-            if missing := {"observations", "actions", "terminals"} - set(file.files):
-                raise SystemExit(f"error: demonstration file {path} lacks the keys {sorted(missing)}\n{make}")
-            return {k: file[k] for k in ("observations", "actions", "terminals")}
-    except (OSError, ValueError, EOFError) as error:
-        raise SystemExit(f"error: demonstration file {path} cannot be read ({error})\n{make}") from None
-
-
-def check_sizes(normalizer: dict, obs_dim: int, action_dim: int, task: Task):
-    if normalizer["obs_min"].shape != (obs_dim,) or normalizer["action_min"].shape != (action_dim,):
-        raise SystemExit(f"error: the policy's observation or action size does not match {task.env_id}'s")
-
-
-def write_atomically(path: str, data: bytes) -> str:
-    with open(path + ".tmp", "wb") as f:
-        f.write(data)
-    os.replace(path + ".tmp", path)
-    return path
-
-
-def save_policy(path: str, actor_params, critic_params, normalizer: dict) -> str:
-    """A model file: the policy (and the critics, if any) with the normalisation that its observations need."""
-    content = {"actor": actor_params, "normalizer": normalizer}
-    if critic_params is not None:
-        content["critic"] = critic_params
-    return write_atomically(path, flax.serialization.to_bytes(content))
-
-
-REMAKE_MODEL = "  python rldt.py --env-id <task> --save-model   (pretrained.flax is written by every pretraining run)"
-
-
-def read_args_beside(path: str) -> Args:
-    """The Args saved in the run folder of a model file."""
-    args_path = os.path.join(os.path.dirname(path), "args.json")
-    for needed in (path, args_path):
-        if not os.path.exists(needed):
-            raise SystemExit(
-                f"error: {needed} not found (a model file needs the args.json of its run beside it)\n{REMAKE_MODEL}"
-            )
-    try:
-        with open(args_path) as f:
-            return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.load(f).items()})
-    except (OSError, ValueError, TypeError) as error:
-        raise SystemExit(
-            f"error: {args_path} cannot be read ({type(error).__name__}: {error})\n{REMAKE_MODEL}"
-        ) from None
-
-
-def load_policy(path: str):
-    """Inverse of `save_policy`: the saved Args (architecture), the policy parameters, the normaliser."""
-    saved = read_args_beside(path)
-    try:
-        with open(path, "rb") as f:
-            raw = flax.serialization.msgpack_restore(f.read())
-        normalizer = {
-            k: np.asarray(raw["normalizer"][k], np.float32) for k in ("obs_min", "obs_max", "action_min", "action_max")
-        }
-        nets = make_networks(saved, normalizer["action_min"].shape[0])
-        template = init_actor(jax.random.PRNGKey(0), nets, normalizer["obs_min"].shape[0])
-        actor_params = flax.serialization.from_state_dict(template, raw["actor"])
-        if jax.tree.map(np.shape, template) != jax.tree.map(np.shape, actor_params):
-            raise ValueError("its parameter shapes do not match the architecture in the args.json beside it")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(
-            f"error: {path} is not a policy saved by rldt.py ({type(error).__name__}: {error})\n{REMAKE_MODEL}"
-        ) from None
-    return saved, actor_params, normalizer
-
-
-def resumed_args(args: Args) -> Args:
-    """--resume RUN_DIR: the arguments saved in the run folder (no other flag may be given)."""
-    if dataclasses.replace(args, resume=None) != Args():
-        fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
-    path = os.path.join(args.resume, "args.json")
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-        saved = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    except (OSError, ValueError, TypeError) as error:
-        raise SystemExit(
-            f"error: --resume {args.resume}: cannot read {path} ({type(error).__name__}: {error})"
-        ) from None
-    return dataclasses.replace(saved, resume=args.resume)
-
-
-CHECKPOINT_KEYS = {
-    "pretrain": {"phase", "global_step", "normalizer", "pretrain", "pretrain_step"},
-    "finetune": {"phase", "global_step", "normalizer", "actor", "old_actor", "critic", "buffer", "iteration"}
-    | {"actor_updates", "reward_ema"},
+# ======================================================================================================================
+# RUN PLUMBING: the same in every script; nothing here changes the numbers
+# ======================================================================================================================
+# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C.
+# This text is the same in fql.py, fino.py, rldt.py and fm_irl.py (tests/test_plumbing.py compares it): the scripts
+# differ only in the data they pass in (their Args, FLAG_RULES, what their files hold, the commands that make them).
+SCRIPT = os.path.basename(__file__)
+RULES = {  # the rules of FLAG_RULES: (test of a value, what is wrong with another); None passes (a default set later)
+    "count": (lambda v: v >= 1, "must be positive; give an integer >= 1"),
+    "count_or_off": (lambda v: v >= 0, "must not be negative; give 0 (off) or more"),
+    "positive": (lambda v: 0 < v < math.inf, "must be a positive number"),
+    "non_negative": (lambda v: 0 <= v < math.inf, "must be a finite number >= 0"),
+    "finite": (lambda v: math.isfinite(v), "must be finite"),
+    "fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "rate": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "layers": (lambda v: len(v) > 0 and min(v) >= 1, "must be one or more positive layer sizes; give e.g. 256 256"),
 }
 
 
-def save_checkpoint(run_dir: str, writer, content: dict):
-    """Everything needed to continue (states, replay, counters), written atomically with a small json beside it."""
-    writer.flush()
-    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
-    summary = {"phase": content["phase"], "step": int(content["global_step"]), "time": time.time()}
-    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(summary).encode())
+def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2 (a tuple is shown as the command line gives it)."""
+    if isinstance(value, tuple):
+        value = " ".join(map(str, value)) or "(none)"
+    print(f"error: --{flag.replace('_', '-')}{'' if value is None else f' {value}'}: {why}", file=sys.stderr)
+    sys.exit(2)
 
 
-def read_checkpoint(run_dir: str) -> dict:
-    path = os.path.join(run_dir, "checkpoint.msgpack")
+def check_flags(args, rules: dict) -> None:
+    """The flags of every script, then the script's table (rule -> flags); what would fail at save time fails here."""
+    if not re.fullmatch(r"[^/\\#?%:\0]{1,100}", args.exp_name) or args.exp_name in (".", ".."):
+        why = "must be a non-empty name without '/' (nor \\ # ? % :) of at most 100 characters; it names the run folder"
+        fail("exp_name", repr(args.exp_name), why)
+    if not 0 <= args.seed < 2**32:
+        fail("seed", args.seed, "must be in [0, 2^32); give a non-negative integer")
+    if args.track and importlib.util.find_spec("wandb") is None:
+        fail("track", None, "wandb is not installed; install it (pip install wandb) or leave out --track")
+    if args.load_model is not None and args.eval_episodes == 0:
+        fail("eval_episodes", 0, "--load-model only evaluates; give at least 1 episode")
+    for rule, flags in rules.items():
+        for flag in flags.split():
+            if (value := getattr(args, flag)) is not None and not RULES[rule][0](value):
+                fail(flag, value, RULES[rule][1])
+    runs = "runs" if os.path.exists("runs") else "."
+    if args.resume is None and args.load_model is None and not (os.path.isdir(runs) and os.access(runs, os.W_OK)):
+        raise SystemExit(f"error: {os.path.abspath('runs')} must be a folder this user can write: it holds the run")
+
+
+def run_args(args):
+    """The command line's arguments, or with --resume (alone) those saved in the run folder; Ctrl-C ends it cleanly."""
+    on_ctrl_c(None)
+    if args.resume is None:
+        return args
+    if dataclasses.replace(args, resume=None) != Args():
+        fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
+    return dataclasses.replace(read_args_json(os.path.join(args.resume, "args.json")), resume=args.resume)
+
+
+def command_line(args, **changes) -> str:
+    """The command that runs `args` with `changes`: `python <script>` and each flag that is not at its default."""
+    words, defaults = ["python", SCRIPT], Args()
+    for name, value in vars(dataclasses.replace(args, **changes)).items():
+        flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
+        if value != getattr(defaults, name):
+            words += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, *map(str, values)]
+    return shlex.join(words)
+
+
+def read_args_json(path: str):
+    """The Args saved in a run's args.json."""
+    try:
+        with open(path) as f:
+            return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.load(f).items()})
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found: every {SCRIPT} run writes it into its folder, runs/<run>") from None
+    except (OSError, ValueError, TypeError) as error:  # unreadable, not JSON, or the arguments of another script
+        raise SystemExit(f"error: {path} is not the args.json of a {SCRIPT} run ({error})") from None
+
+
+def read_flax(path: str, keys: tuple, what: str, remake: str) -> dict:
+    """The raw content of a model or checkpoint file, which must hold `keys`; `restore` gives it the run's structure."""
     try:
         with open(path, "rb") as f:
-            checkpoint = flax.serialization.msgpack_restore(f.read())
-        missing = CHECKPOINT_KEYS[checkpoint["phase"]] - set(checkpoint)
-        if missing:
-            raise KeyError(f"missing {sorted(missing)}")
+            content = flax.serialization.msgpack_restore(f.read())
+        return {k: content[k] for k in keys}  # a KeyError names the first one missing
     except (OSError, ValueError, KeyError, TypeError) as error:
+        why = f"{type(error).__name__}: {error}"
+        raise SystemExit(f"error: {path} is not a {what} {SCRIPT} ({why})\n  {remake}") from None
+
+
+def read_model(path: str, keys: tuple) -> tuple:
+    """The Args saved beside a model file (its task and architecture) and the file's raw content, holding `keys`."""
+    if not os.path.isfile(path):
         raise SystemExit(
-            f"error: cannot resume from {path} ({type(error).__name__}: {error}); start again with the same flags and "
-            "--checkpoint-every N"
-        ) from None
-    checkpoint["normalizer"] = {k: np.asarray(v, np.float32) for k, v in checkpoint["normalizer"].items()}
-    return checkpoint
+            f"error: saved model {path} not found\n  a run with --save-model writes one: python {SCRIPT} --save-model"
+        )
+    saved_args = read_args_json(os.path.join(os.path.dirname(path), "args.json"))
+    again = f"run it again: {command_line(saved_args, save_model=True)}"
+    return saved_args, read_flax(path, keys, "model saved by", again)
 
 
-def start_run(args: Args, task: Task, checkpoint: dict | None):
-    """The run folder (a new one, or the resumed run's) with args.json, wandb if --track, and the TensorBoard writer."""
-    if checkpoint is not None:
-        run_dir = args.resume
-        print(f"resuming {run_dir} from step {int(checkpoint['global_step'])} ({checkpoint['phase']})")
-    else:
-        run_dir = os.path.join("runs", f"{task.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump(dataclasses.asdict(args), f, indent=2)
-    print(f"run folder: {run_dir}")
+def read_checkpoint(args, keys: tuple) -> dict:
+    """The raw content of the checkpoint of the run that --resume continues, holding `keys`."""
+    path = os.path.join(args.resume, "checkpoint.msgpack")
+    again = command_line(args, resume=None, checkpoint_every=args.checkpoint_every or args.eval_every)
+    again = f"start the run again: {again}"
+    if not os.path.isfile(path):
+        why = "the run stopped before its first checkpoint or ran without --checkpoint-every"
+        raise SystemExit(f"error: {path} not found: {why}\n  {again}")
+    return read_flax(path, keys, "checkpoint of", again)
+
+
+def restore(template, saved: dict, path: str):
+    """`saved` (from read_flax) in the structure of `template`, leaf by leaf of the same shape; a None in the template
+    takes what was saved as it is (a replay buffer of any length)."""
+    try:
+        restored = flax.serialization.from_state_dict(template, saved)
+        fits = jax.tree.map(
+            lambda t, r: t is None or np.shape(t) == np.shape(r), template, restored, is_leaf=lambda x: x is None
+        )
+        if not all(jax.tree.leaves(fits)):
+            raise ValueError("its arrays do not have the shapes of the networks its args.json makes")
+    except (ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"error: {path} does not fit the run ({error})") from None
+    return restored
+
+
+def arrays_problem(arrays: dict, shapes: dict, env_id: str, same_length: bool = True) -> str | None:
+    """What is wrong with a dataset's arrays (None if nothing): a key of `shapes` missing, arrays of different lengths,
+    another shape per step than `shapes` gives (None: any), NaN or infinite values."""
+    if missing := set(shapes) - set(arrays):
+        return f"lacks the keys {sorted(missing)}"
+    lengths = {k: len(arrays[k]) for k in shapes}
+    if same_length and len(set(lengths.values())) > 1:
+        return f"holds arrays of different lengths {lengths}"
+    for k, shape in shapes.items():
+        if shape is not None and arrays[k].shape[1:] != tuple(shape):
+            return f"holds {k} of shape {arrays[k].shape[1:]} per step where {env_id} has {tuple(shape)}"
+    nonfinite = [k for k in shapes if arrays[k].dtype.kind == "f" and not np.isfinite(arrays[k]).all()]
+    return f"holds NaN or infinite {nonfinite[0]}" if nonfinite else None
+
+
+def read_npz(path: str, shapes: dict, env_id: str, remake: str) -> dict:
+    """Every array of an .npz dataset file, read in full once and checked by `arrays_problem`."""
+    problem = None if os.path.exists(path) else "not found"
+    if problem is None and not zipfile.is_zipfile(path):
+        problem = "is truncated or not an .npz file"
+    try:
+        with np.load(path) as file:
+            arrays = {k: file[k] for k in file.files}
+        problem = problem or arrays_problem(arrays, shapes, env_id)
+    except Exception as error:  # numpy raises many kinds on a corrupt array: BadZipFile, zlib.error, ValueError, ...
+        problem = problem or f"cannot be read ({type(error).__name__}: {error})"
+    if problem:
+        raise SystemExit(f"error: dataset file {path} {problem}\n{remake}")
+    return arrays
+
+
+def read_minari(dataset_id: str, shapes: dict, env_id: str, remake: str) -> list:
+    """Every episode of a Minari dataset, read in full once (downloaded first if it is missing and the machine is
+    online): at least one, with observations and actions checked by `arrays_problem`."""
+    import minari
+
+    folder = str(minari.storage.get_dataset_path(dataset_id))
+    why = "" if os.path.exists(folder) else download(lambda: minari.download_dataset(dataset_id), "huggingface.co")
+    try:
+        episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
+        problem = None if episodes else "holds no episode"
+    except Exception as error:  # h5py's and Minari's errors for a missing or damaged file
+        problem = f"is not on this machine ({why})" if why else f"cannot be read ({type(error).__name__}: {error})"
+    for episode in [] if problem else episodes:
+        problem = problem or arrays_problem(vars(episode), shapes, env_id, same_length=False)
+    if problem:
+        raise SystemExit(f"error: Minari dataset {dataset_id} ({folder}) {problem}\n{remake}")
+    return episodes
+
+
+def download(fetch, host: str) -> str:
+    """Run `fetch()` (a dataset's own download) if `host` answers at once; '' if it ran, else why not."""
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return "this machine is offline"
+    try:
+        fetch()
+    except Exception as error:  # the download's own errors: HTTP, disk, ...
+        return f"the download failed: {type(error).__name__}: {error}"
+    return ""
+
+
+def write_atomically(path: str, content: bytes) -> None:
+    """Write `path.tmp`, then rename it; Ctrl-C waits until the file is whole: nothing is left half-written."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(content)
+        os.replace(path + ".tmp", path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def save_model(run_dir: str, name: str, content: dict, args) -> str:
+    """`content` in `run_dir/<name>.flax` (flax serialization), and the run's Args beside it in args.json."""
+    write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
+    write_atomically(path := os.path.join(run_dir, f"{name}.flax"), flax.serialization.to_bytes(content))
+    return path
+
+
+def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
+    """The run folder, runs/{env_id}__{exp_name}__{seed}__{time}, and its TensorBoard writer. A new run writes args.json
+    and its hyperparameters; a resumed run (at `step`) continues its wandb run and hides what the interrupted run
+    logged after its checkpoint (TensorBoard's purge)."""
+    run_dir = f"runs/{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.normpath(args.resume) if args.resume else run_dir
+    os.makedirs(run_dir, exist_ok=True)
     if args.track:
         import wandb
 
+        name = os.path.basename(run_dir)
         wandb.init(
             project=args.wandb_project_name,
             entity=args.wandb_entity,
-            sync_tensorboard=True,
+            name=name,
+            id=name,
+            resume="allow",
             config=vars(args),
-            name=os.path.basename(run_dir),
+            sync_tensorboard=True,
             save_code=True,
         )
-    writer = SummaryWriter(run_dir, purge_step=int(checkpoint["global_step"]) + 1 if checkpoint is not None else None)
-    if checkpoint is None:
+    writer = SummaryWriter(run_dir, purge_step=step + 1 if args.resume else None, filename_suffix=f".{time.time_ns()}")
+    if args.resume is None:
+        write_atomically(f"{run_dir}/args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
         table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
         writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    on_ctrl_c(run_dir)
     return run_dir, writer
 
 
-def stop_on_nan(writer, step: int, where: str, last_good: str):
-    """A NaN or infinite loss: stop with the step; the last good parameters are already saved at `last_good`."""
+def save_checkpoint(run_dir: str, content: dict, step: int, writer: SummaryWriter) -> SummaryWriter:
+    """`content`, everything the run needs to continue, in checkpoint.msgpack (its step in checkpoint.json), with every
+    event logged so far on disk first; returns the writer of the events that follow (a new file, ordered by its name)."""
     writer.close()
-    raise SystemExit(
-        f"error: the loss became NaN or infinite at step {step} ({where}). Last good parameters: {last_good}"
-    )
+    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps({"step": step}).encode())
+    return SummaryWriter(run_dir, filename_suffix=f".{time.time_ns()}")
+
+
+def on_ctrl_c(run_dir: str | None) -> None:
+    """From now on Ctrl-C ends the run with one line, where its last checkpoint is and how to continue, status 130."""
+
+    def stop(signum, frame):
+        summary = os.path.join(run_dir or ".", "checkpoint.json")
+        line = f"{run_dir} holds no checkpoint (--checkpoint-every N writes them)" if run_dir else "nothing was written"
+        if run_dir and os.path.exists(summary):
+            with open(summary) as f:
+                line = f"the last checkpoint is in {run_dir} (step {json.load(f)['step']}); continue the run with: "
+            line += shlex.join(["python", SCRIPT, "--resume", run_dir])
+        print(f"\ninterrupted: {line}", file=sys.stderr)
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGINT, stop)
+
+
+def checkpoint_due(step: int, last_checkpoint: int, every: int, total_steps: int) -> bool:
+    """A multiple of --checkpoint-every (0: never) was passed since the last checkpoint, and the run is not over."""
+    return every > 0 and step < total_steps and step // every > last_checkpoint // every
+
+
+def stop_on_nan(step: int, good_step: int, saved: str, writer: SummaryWriter, progress: tqdm, where: str = ""):
+    """A NaN or infinite loss at `step`: end the run with the step and where the last good parameters are saved."""
+    progress.close()
+    writer.close()
+    saved = f"parameters of step {good_step} saved to {saved}"
+    raise SystemExit(f"error: the loss became NaN or infinite at step {step}{where} ({saved})")
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(Args))
