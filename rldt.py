@@ -898,14 +898,20 @@ def evaluate_and_log(writer, envs, policy, params, key, iteration: int, args: Ar
 
 
 # Saving and resuming: what a saved model and a checkpoint hold (the plumbing below writes and reads them). A checkpoint
-# holds the phase, the normalisation and the state of that phase: the pretraining state and its step, or the fine-tuning
-# states, the replay and the counters.
+# holds the phase, the normalisation, the replay and the state of that phase: the pretraining state and its step, or
+# the fine-tuning states and counters.
 MODEL_KEYS = ("actor", "normalizer")
-CHECKPOINT_KEYS = ("phase", "normalizer", "state")
+CHECKPOINT_KEYS = ("phase", "normalizer", "buffer", "state")
 
 
 def saved_model(actor_state: ActorState, critic_state: CriticState, normalizer: dict) -> dict:
     return {"actor": actor_state.params, "critic": critic_state.params, "normalizer": normalizer}
+
+
+def finetune_start(params, critic_state: CriticState, tx_actor) -> dict:
+    """Fine-tuning's first state: the pretrained policy, also the trust region's first reference, and a new critic."""
+    actor_state = ActorState(params, tx_actor.init(params))
+    return dict(actor=actor_state, old_actor=params, critic=critic_state, iteration=0, actor_updates=0, reward_ema=-1.0)
 
 
 # Training loop
@@ -918,8 +924,10 @@ def main(args: Args) -> None:
     if model_path:
         saved, model = read_model(model_path, MODEL_KEYS)
         architecture = {f: getattr(saved, f) for f in ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")}
-        new = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed, resume=None)
-        args = dataclasses.replace(saved, **new) if args.load_model else dataclasses.replace(args, **architecture)
+        evaluation = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed, resume=None)
+        args = (
+            dataclasses.replace(saved, **evaluation) if args.load_model else dataclasses.replace(args, **architecture)
+        )
         args = dataclasses.replace(args, pretrain_steps=0)
         task = resolve_task(args.env_id, args.dataset_id)
     args = apply_domain_defaults(args, task)
@@ -934,7 +942,7 @@ def main(args: Args) -> None:
     init_key, pretrain_key, finetune_key, eval_key = jax.random.split(key, 4)
 
     # Where the run starts, and with it the normalisation: the checkpoint, the saved policy, or the dataset.
-    probe = make_env(task, args.horizon, normalizer=None)  # its spaces only
+    probe = make_env(task, args.horizon, normalizer=None)  # for its spaces
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[1]
     phase = checkpoint["phase"] if checkpoint else ("finetune" if model_path else "pretrain")
     normalizer = checkpoint["normalizer"] if checkpoint else model["normalizer"] if model_path else None
@@ -951,9 +959,8 @@ def main(args: Args) -> None:
         print(f"dataset: {len(episodes)} episodes, {num_windows} action windows, {args.pretrain_steps} pretrain steps")
     normalizer = {k: np.asarray(v, np.float32) for k, v in normalizer.items()}
     nets = make_networks(args, action_dim)
-    actor_template = jax.eval_shape(lambda: init_actor(init_key, nets, obs_dim))
     if model_path:
-        pretrained_params = restore(actor_template, model["actor"], model_path)
+        pretrained_params = restore(init_actor(init_key, nets, obs_dim), model["actor"], model_path)
         print(f"policy: {model_path} ({architecture})")
     eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
     policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
@@ -963,20 +970,29 @@ def main(args: Args) -> None:
         print(f"{task.env_id}: return {result['episodic_return']:.1f}{success}")
         return
 
-    # ALGO LOGIC: the training states
+    # ALGO LOGIC: the training state of the run's phase, new or where the checkpoint left it; an empty replay
     tx_actor, actor_schedule = actor_optimizer(args)
     tx_critic = optax.adam(args.critic_lr)  # AdamW with weight decay 0
     critic_state = init_critic(jax.random.fold_in(init_key, 1), nets, obs_dim, tx_critic)
-    episode_chunks = chunks_per_episode(task, args.horizon) if sparse else args.steps_per_iteration
-    capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
-    env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
-    checkpoint_path = os.path.join(args.resume or "", "checkpoint.msgpack")
     if phase == "pretrain":
-        global_step = int(checkpoint["state"]["step"]) if checkpoint else 0
+        tx_pretrain, pretrain_schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
+        params = init_actor(init_key, nets, obs_dim)
+        run = dict(pretrain=PretrainState(params, params, tx_pretrain.init(params)), step=0)
     else:
-        global_step = (
-            args.pretrain_steps + (int(checkpoint["state"]["iteration"]) if checkpoint else 0) * env_steps_per_iteration
-        )
+        params = pretrained_params if checkpoint is None else init_actor(init_key, nets, obs_dim)
+        run = finetune_start(params, critic_state, tx_actor)
+    episode_chunks = chunks_per_episode(task, args.horizon) if sparse else args.steps_per_iteration
+    buffer = {"states": np.zeros((0, episode_chunks + 1, obs_dim), np.float32)} | {
+        k: np.zeros((0, episode_chunks, *shape), np.float32)
+        for k, shape in (("actions", (nets.actor.output_dim,)), ("rewards", ()), ("dones", ()))
+    }
+    if checkpoint is not None:
+        run = restore(run, checkpoint["state"], os.path.join(args.resume, "checkpoint.msgpack"))
+        buffer = {k: np.asarray(v) for k, v in checkpoint["buffer"].items()}
+    env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
+    global_step = (
+        run["step"] if phase == "pretrain" else args.pretrain_steps + run["iteration"] * env_steps_per_iteration
+    )
     if checkpoint is not None:
         print(f"resuming {args.resume} from step {global_step} ({phase})")
     run_dir, writer = open_run(args, task.env_id, global_step)
@@ -985,12 +1001,7 @@ def main(args: Args) -> None:
 
     # Phase 1: pretraining by flow-matching behaviour cloning, in compiled chunks of `pretrain_log_every` steps.
     if phase == "pretrain":
-        tx_pretrain, pretrain_schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
-        params = init_actor(init_key, nets, obs_dim)
-        pretrain_state, pretrain_step = PretrainState(params, params, tx_pretrain.init(params)), 0
-        if checkpoint is not None:
-            run = restore(dict(pretrain=pretrain_state, step=0), checkpoint["state"], checkpoint_path)
-            pretrain_state, pretrain_step = run["pretrain"], run["step"]
+        pretrain_state, pretrain_step = run["pretrain"], run["step"]
         device_data = jax.device_put(data)
         chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx_pretrain, args=args)
         chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
@@ -1002,16 +1013,11 @@ def main(args: Args) -> None:
             new_state, losses = chunk_fn(pretrain_state, device_data, pretrain_step, pretrain_key, num_steps=num_steps)
             losses = np.asarray(losses)
             if not np.isfinite(losses).all():
-                good = {"actor": pretrain_state.ema_params, "normalizer": normalizer}
-                bad_step = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
-                stop_on_nan(
-                    bad_step,
-                    pretrain_step,
-                    save_model(run_dir, "pretrained", good, args),
-                    writer,
-                    progress,
-                    " (pretraining)",
+                good = save_model(
+                    run_dir, "pretrained", dict(actor=pretrain_state.ema_params, normalizer=normalizer), args
                 )
+                bad = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
+                stop_on_nan(bad, pretrain_step, good, writer, progress, " (pretraining)")
             pretrain_state, pretrain_step = new_state, pretrain_step + num_steps
             progress.update(num_steps)
             writer.add_scalar("losses/pretrain_loss", float(losses.mean()), pretrain_step)
@@ -1019,35 +1025,22 @@ def main(args: Args) -> None:
             writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), pretrain_step)
             if checkpoint_due(pretrain_step, last_checkpoint, every, args.pretrain_steps):
                 state = dict(pretrain=pretrain_state, step=pretrain_step)
-                content = dict(phase="pretrain", normalizer=normalizer, state=state)
+                content = dict(phase="pretrain", normalizer=normalizer, buffer=buffer, state=state)
                 writer, last_checkpoint = save_checkpoint(run_dir, content, pretrain_step, writer), pretrain_step
         progress.close()
         pretrained_params = pretrain_state.ema_params
-        path = save_model(run_dir, "pretrained", {"actor": pretrained_params, "normalizer": normalizer}, args)
+        path = save_model(run_dir, "pretrained", dict(actor=pretrained_params, normalizer=normalizer), args)
         print(f"pretrained policy (EMA weights) saved to {path}")
+        run = finetune_start(pretrained_params, critic_state, tx_actor)
 
-    # Phase 2: fine-tuning, from the pretrained policy (also the first trust-region reference), the fresh critic and an
-    # empty replay, or from where the checkpoint left them.
-    if phase == "finetune" and checkpoint is not None:
-        template = dict(actor=ActorState(actor_template, jax.eval_shape(tx_actor.init, actor_template)))
-        template |= dict(old_actor=actor_template)
-        template |= dict(critic=critic_state, buffer=None, iteration=0, actor_updates=0, reward_ema=0.0)
-        run = restore(template, checkpoint["state"], checkpoint_path)
-        actor_state, old_params, critic_state, buffer = run["actor"], run["old_actor"], run["critic"], run["buffer"]
-        iteration, actor_updates, reward_ema, eval_result = (
-            run["iteration"],
-            run["actor_updates"],
-            run["reward_ema"],
-            {},
-        )
-    else:
-        actor_state, old_params = ActorState(pretrained_params, tx_actor.init(pretrained_params)), pretrained_params
-        buffer = {"states": np.zeros((0, episode_chunks + 1, obs_dim), np.float32)} | {
-            k: np.zeros((0, episode_chunks, *shape), np.float32)
-            for k, shape in (("actions", (nets.actor.output_dim,)), ("rewards", ()), ("dones", ()))
-        }
-        iteration, actor_updates, reward_ema = 0, 0, -1.0
-        eval_result = evaluate_and_log(writer, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse)
+    # Phase 2: fine-tuning.
+    actor_state, old_params, critic_state = run["actor"], run["old_actor"], run["critic"]
+    iteration, actor_updates, reward_ema = run["iteration"], run["actor_updates"], run["reward_ema"]
+    resumed = phase == "finetune" and checkpoint is not None
+    eval_result = (
+        {} if resumed else evaluate_and_log(writer, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse)
+    )
+    capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
     vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
     env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
     envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED) if args.iterations else None
@@ -1058,13 +1051,12 @@ def main(args: Args) -> None:
     obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0] if envs else None
     total, done = args.iterations * args.steps_per_iteration, iteration * args.steps_per_iteration
     progress = tqdm(total=total, initial=done, desc="fine-tune")
-    finetune_start, first_iteration = time.time(), iteration
-    last_checkpoint = iteration if phase == "finetune" and checkpoint is not None else -1
+    finetune_start_time, first_iteration, last_checkpoint = time.time(), iteration, iteration if resumed else -1
     while iteration < args.iterations:
         if checkpoint_due(iteration, last_checkpoint, args.checkpoint_every, args.iterations):  # between iterations
-            state = dict(actor=actor_state, old_actor=old_params, critic=critic_state, buffer=buffer)
-            state |= dict(iteration=iteration, actor_updates=actor_updates, reward_ema=reward_ema)
-            content = dict(phase="finetune", normalizer=normalizer, state=state)
+            state = dict(actor=actor_state, old_actor=old_params, critic=critic_state, iteration=iteration)
+            state |= dict(actor_updates=actor_updates, reward_ema=reward_ema)
+            content = dict(phase="finetune", normalizer=normalizer, buffer=buffer, state=state)
             writer, last_checkpoint = save_checkpoint(run_dir, content, global_step, writer), iteration
         iteration += 1
         iteration_key, rng = jax.random.fold_in(finetune_key, iteration), np.random.default_rng([args.seed, iteration])
@@ -1096,15 +1088,9 @@ def main(args: Args) -> None:
             infos = jax.device_get(infos)
             critic_time += time.time() - timer
             if not np.isfinite(infos["critic_loss"]).all():
-                path = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
-                stop_on_nan(
-                    global_step,
-                    global_step,
-                    path,
-                    writer,
-                    progress,
-                    f" (iteration {iteration}, critic round {round_index + 1})",
-                )
+                good = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
+                where = f" (iteration {iteration}, critic round {round_index + 1})"
+                stop_on_nan(global_step, global_step, good, writer, progress, where)
             critic_state = new_critic
             critic_infos.append({k: v[-1] for k, v in infos.items()})
             if iteration <= args.critic_warmup_iterations:
@@ -1116,15 +1102,9 @@ def main(args: Args) -> None:
                 new_actor, info = actor_fn(actor_state, old_params, critic_state.params, states, weights, step_key)
                 info = jax.device_get(info)
                 if not np.isfinite(info["actor_loss"]):
-                    path = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
-                    stop_on_nan(
-                        global_step,
-                        global_step,
-                        path,
-                        writer,
-                        progress,
-                        f" (iteration {iteration}, actor step {actor_updates + 1})",
-                    )
+                    good = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
+                    where = f" (iteration {iteration}, actor step {actor_updates + 1})"
+                    stop_on_nan(global_step, global_step, good, writer, progress, where)
                 actor_state, actor_updates = new_actor, actor_updates + 1
                 actor_infos.append(info)
             actor_time += time.time() - timer
@@ -1147,7 +1127,7 @@ def main(args: Args) -> None:
                 writer.add_scalar("charts/success", np.mean(returns > 0), global_step)
         for name, seconds in (("rollout", rollout_time), ("critic", critic_time), ("actor", actor_time)):
             writer.add_scalar(f"charts/{name}_seconds", seconds, global_step)
-        elapsed = time.time() - finetune_start
+        elapsed = time.time() - finetune_start_time
         writer.add_scalar("charts/SPS", (iteration - first_iteration) * env_steps_per_iteration / elapsed, global_step)
         if iteration % args.eval_every == 0 or iteration == args.iterations:
             eval_result = evaluate_and_log(
@@ -1165,7 +1145,7 @@ def main(args: Args) -> None:
     final += f", success {eval_result['success']:.3f}" if eval_result and sparse else ""
     print(
         f"{task.env_id}: {final} over {args.eval_episodes} episodes | wall time {time.time() - start_time:.0f} s | "
-        f"{env_steps / max(time.time() - finetune_start, 1e-9):.0f} env steps/s while fine-tuning"
+        f"{env_steps / max(time.time() - finetune_start_time, 1e-9):.0f} env steps/s while fine-tuning"
     )
     writer.close()
 
