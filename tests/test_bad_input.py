@@ -14,6 +14,8 @@ import io
 import json
 import os
 import runpy
+import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
@@ -22,6 +24,8 @@ import flax
 import numpy as np
 import pytest
 import submitit  # noqa: F401  (configures logging when first imported, closing pytest's handlers: not inside a test)
+import tyro
+from conftest import write_random_minari_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmark"))
@@ -525,23 +529,34 @@ CASES += [
     Case("rldt.py", ["--actor-hidden-dims", "64", "64"], 2, "--actor-hidden-dims 64 64: give an odd number"),
     Case("rldt.py", ["--time-dim", "5"], 2, "--time-dim 5: must be even"),
     Case("rldt.py", ["--eval-every", "0"], 2, "--eval-every 0: must be positive"),
-    Case("rldt.py", ["--actor-lr", "nan"], 2, "--actor-lr nan: must be positive"),
-    Case("rldt.py", ["--resume", "{tmp}/nothing"], 1, "--resume {tmp}/nothing: cannot read"),
+    Case("rldt.py", ["--actor-lr", "nan"], 2, "--actor-lr nan: must be a positive number"),
+    Case("rldt.py", ["--seed", "-1"], 2, "--seed -1: must be in [0, 2^32)"),
+    Case("rldt.py", ["--exp-name", "a/b", "--save-model"], 2, "--exp-name 'a/b': must be a non-empty name without '/'"),
+    Case("rldt.py", [], 1, "{tmp}/runs must be a folder this user can write", write_file("runs", b"")),
+    Case(
+        "rldt.py", ["--load-model", "{tmp}/m.flax", "--eval-episodes", "0"], 2, "--eval-episodes 0: --load-model only"
+    ),
+    Case("rldt.py", ["--resume", "{tmp}/nothing"], 1, "{tmp}/nothing/args.json not found"),
     Case("rldt.py", ["--resume", "{tmp}/run", "--seed", "3"], 2, "error: --resume {tmp}/run: takes no other flag"),
     Case(
         "rldt.py",
         ["--resume", "{tmp}/run"],
         1,
-        "cannot resume from {tmp}/run/checkpoint.msgpack (KeyError",
+        "{tmp}/run/checkpoint.msgpack is not a checkpoint of rldt.py (KeyError",
         lambda tmp: (
             write_file("run/args.json", b"{}")(tmp),
             write_file("run/checkpoint.msgpack", flax.serialization.msgpack_serialize({"phase": "finetune"}))(tmp),
         ),
     ),
     Case("rldt.py", ["--pretrained", "{tmp}/missing.flax"], 1, "{tmp}/missing.flax not found"),
-    Case("rldt.py", ["--pretrained", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
-    Case("rldt.py", ["--load-model", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
-    Case("rldt.py", ["--env-id", "cube-single", "--dataset-dir", "{tmp}"], 1, "demonstration file not found"),
+    Case("rldt.py", ["--pretrained", "{tmp}/model.flax"], 1, "is not a model saved by rldt.py", rldt_broken_model),
+    Case("rldt.py", ["--load-model", "{tmp}/model.flax"], 1, "is not a model saved by rldt.py", rldt_broken_model),
+    Case(
+        "rldt.py",
+        ["--env-id", "cube-single", "--dataset-dir", "{tmp}"],
+        1,
+        "dataset file {tmp}/cube-single-singletask-task2-demos-v0.npz not found",
+    ),
     Case(
         "rldt.py",
         ["--env-id", "cube-single", "--dataset-dir", "{tmp}"],
@@ -550,6 +565,72 @@ CASES += [
         rldt_demos_without_terminals,
     ),
 ]
+
+
+def suggested_commands(stderr: str) -> list[list[str]]:
+    """Every `python <script> <flags>` an error message suggests (commands joined by && count apart)."""
+    commands = []
+    for line in stderr.splitlines():
+        for part in line.split("&&"):
+            words = shlex.split(part[part.find("python ") :]) if "python " in part else []
+            if len(words) > 1 and words[1].endswith(".py"):
+                commands.append(words[1:])
+    return commands
+
+
+def assert_accepted(command: list[str]) -> None:
+    """The suggested command passes its script's own flag check (as it would at its start)."""
+    module = importlib.import_module(os.path.basename(command[0])[: -len(".py")])
+    module.check_args(tyro.cli(module.Args, args=command[1:], prog=command[0]))
+
+
+def damage_minari(root: str, kind: str) -> None:
+    """`root` holds the tiny hopper dataset; damage it as a broken download or a wrong file would."""
+    import h5py
+
+    data = os.path.join(root, "mujoco", "hopper", "medium-v0", "data", "main_data.hdf5")
+    if kind == "truncated":  # a download cut off half-way
+        with open(data, "rb") as f:
+            content = f.read()
+        with open(data, "wb") as f:
+            f.write(content[: len(content) // 2])
+    elif kind == "nan":
+        with h5py.File(data, "r+") as f:
+            f["episode_1/observations"][3, 2] = float("nan")
+    elif kind == "deleted":  # metadata.json is still there, the data file is not
+        os.remove(data)
+    elif kind == "walker":  # a dataset of another environment
+        write_random_minari_dataset(root, "mujoco/walker2d/medium-v0", "Walker2d-v5", 2, 20, seed=0)
+
+
+HOPPER_DATA = "Minari dataset mujoco/hopper/medium-v0 ({tmp}/minari/mujoco/hopper/medium-v0)"
+RLDT_MINARI_CASES = [  # (how the dataset is damaged, flags, what the error line says)
+    ("truncated", [], f"{HOPPER_DATA} cannot be read (OSError: Unable to synchronously open file (truncated file"),
+    ("nan", [], f"{HOPPER_DATA} holds NaN or infinite observations"),
+    ("deleted", [], f"{HOPPER_DATA} cannot be read (ValueError: No data found"),
+    (
+        "walker",
+        ["--env-id", "Hopper-v5", "--dataset-id", "mujoco/walker2d/medium-v0"],
+        "Minari dataset mujoco/walker2d/medium-v0 ({tmp}/minari/mujoco/walker2d/medium-v0) holds observations of "
+        "shape (17,) per step where Hopper-v5 has (11,)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "argv", "needle"), RLDT_MINARI_CASES, ids=[c[0] for c in RLDT_MINARI_CASES])
+def test_rldt_reads_the_whole_minari_dataset_at_start(kind, argv, needle, tmp_path, minari_root, monkeypatch):
+    """A damaged or wrong dataset is named (id and folder) with what is wrong, before anything trains; the commands
+    that remake it pass their own flag checks."""
+    root = str(tmp_path / "minari")
+    shutil.copytree(minari_root, root)
+    damage_minari(root, kind)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", root)
+    status, stderr = run_script("rldt.py", argv, str(tmp_path))
+    assert_clean_error(status, stderr, 1, needle.replace("{tmp}", str(tmp_path)))
+    commands = suggested_commands(stderr)
+    assert [c[0] for c in commands] == ["benchmark/train_expert.py", "benchmark/make_dataset.py"], stderr
+    for command in commands:
+        assert_accepted(command)
 
 
 # fm_irl.py

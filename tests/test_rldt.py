@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -481,21 +482,39 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_parameters(tmp_pat
     assert os.path.getsize(model) > 0 and not glob.glob(str(tmp_path / "runs" / "*" / "*.tmp"))
 
 
-def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch):
-    import minari
+def test_ctrl_c_ends_with_one_line_and_the_run_resumes_to_the_end(tmp_path, run_env):
+    flags = [*TINY, "--steps-per-iteration", "8", "--iterations", "3", "--checkpoint-every", "1"]
+    command = [sys.executable, os.path.join(ROOT, "rldt.py"), *flags]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 600
+    while not glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.json")) and time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert line.endswith(f"continue the run with: python rldt.py --resume {os.path.relpath(run_dir, tmp_path)}"), line
+    assert not glob.glob(os.path.join(run_dir, "*.tmp"))
+    resumed = run_rldt(tmp_path, run_env, "--resume", os.path.relpath(run_dir, tmp_path))
+    assert "Hopper-v5: final return" in resumed.stdout
+    assert len(scalars(run_dir)["eval/episodic_return"]) == 4  # before fine-tuning and after each iteration
 
-    def unavailable(dataset_id, download=False):
-        raise ConnectionError("no internet") if download else FileNotFoundError(dataset_id)
 
-    monkeypatch.setattr(minari, "load_dataset", unavailable)
-    monkeypatch.setenv("MINARI_DATASETS_PATH", "/nowhere")
+def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(rldt, "download", lambda fetch, host: "this machine is offline")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    task = rldt.resolve_task("walker2d", None)
     with pytest.raises(SystemExit) as stop:
-        rldt.minari_dataset("mujoco/walker2d/medium-v0")
+        rldt.load_episodes(task, rldt.Args(), 17, 6)
+    folder = tmp_path / "mujoco" / "walker2d" / "medium-v0"
     assert str(stop.value).splitlines() == [
-        "error: Minari dataset mujoco/walker2d/medium-v0 is not on this machine (looked in /nowhere) and could not be "
-        "downloaded (ConnectionError: no internet). Make it here with:",
-        "  python benchmark/train_expert.py --env-id Walker2d-v5",
-        "  python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
+        f"error: Minari dataset mujoco/walker2d/medium-v0 ({folder}) is not on this machine (this machine is offline)",
+        "  make it here with: python benchmark/train_expert.py --env-id Walker2d-v5 && "
+        "python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
     ]
 
 
