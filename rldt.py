@@ -166,7 +166,7 @@ class Args:
 # The range of every number flag (None: the domain's default); check_args adds the checks between flags.
 FLAG_RULES = {
     "count": "pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon flow_steps n_particles "
-    "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size time_dim",
+    "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size",
     "count_or_off": "iterations eval_episodes checkpoint_every critic_warmup_iterations actor_steps",
     "positive": "actor_lr critic_lr q_init_std pretrain_lr",
     "non_negative": "svgd_temp consistency_coef kl_coef pretrain_weight_decay pretrain_min_lr",
@@ -919,16 +919,15 @@ def main(args: Args) -> None:
     args = run_args(args)  # with --resume: the arguments saved in the run folder
     task = check_args(args)
     checkpoint = read_checkpoint(args, CHECKPOINT_KEYS) if args.resume else None
-    # A saved policy: --load-model evaluates it with its run's arguments, --pretrained fine-tunes it (its architecture).
     model_path = args.load_model or (args.pretrained if checkpoint is None else None)
-    if model_path:
+    if model_path:  # a saved policy, and the arguments of the run that saved it
         saved, model = read_model(model_path, MODEL_KEYS)
-        architecture = {f: getattr(saved, f) for f in ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")}
-        evaluation = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed, resume=None)
-        args = (
-            dataclasses.replace(saved, **evaluation) if args.load_model else dataclasses.replace(args, **architecture)
-        )
-        args = dataclasses.replace(args, pretrain_steps=0)
+        if args.load_model:  # evaluated on its own task with its own settings
+            evaluation = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed)
+            args = dataclasses.replace(saved, **evaluation, resume=None)
+        else:  # fine-tuned with its architecture, without pretraining
+            architecture = ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")
+            args = dataclasses.replace(args, pretrain_steps=0, **{f: getattr(saved, f) for f in architecture})
         task = resolve_task(args.env_id, args.dataset_id)
     args = apply_domain_defaults(args, task)
     domain = DOMAINS[task.domain]
@@ -961,7 +960,7 @@ def main(args: Args) -> None:
     nets = make_networks(args, action_dim)
     if model_path:
         pretrained_params = restore(init_actor(init_key, nets, obs_dim), model["actor"], model_path)
-        print(f"policy: {model_path} ({architecture})")
+        print(f"policy: {model_path}")
     eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
     policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
     if args.load_model:  # evaluate the saved policy, and stop
@@ -1037,9 +1036,9 @@ def main(args: Args) -> None:
     actor_state, old_params, critic_state = run["actor"], run["old_actor"], run["critic"]
     iteration, actor_updates, reward_ema = run["iteration"], run["actor_updates"], run["reward_ema"]
     resumed = phase == "finetune" and checkpoint is not None
-    eval_result = (
-        {} if resumed else evaluate_and_log(writer, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse)
-    )
+    eval_result = {}
+    if not resumed:  # the pretrained policy, before fine-tuning
+        eval_result = evaluate_and_log(writer, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse)
     capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
     vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
     env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
