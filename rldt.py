@@ -317,8 +317,8 @@ def load_episodes(task: Task, args: Args, obs_dim: int, action_dim: int) -> list
         parts = task.dataset_id.split("/")
         remake = "  check --dataset-id, or download the dataset on a machine that is online"
         if len(parts) == 3 and parts[1] in MINARI_EXPERTS and parts[2] in ("simple-v0", "medium-v0", "expert-v0"):
-            train = shlex.join(["python", "benchmark/train_expert.py", "--env-id", MINARI_EXPERTS[parts[1]]])
-            remake = f"  make it here with: {train} && python benchmark/make_dataset.py --dataset {task.dataset_id}"
+            remake = f"  make it here with: python benchmark/train_expert.py --env-id {MINARI_EXPERTS[parts[1]]}\n"
+            remake += f"  then: python benchmark/make_dataset.py --dataset {task.dataset_id}"
         episodes = read_minari(task.dataset_id, shapes, task.env_id, remake)
         return [(episode.observations[:-1], episode.actions) for episode in episodes]
     path = os.path.join(os.path.expanduser(args.dataset_dir), f"{task.dataset_id}.npz")
@@ -1207,9 +1207,9 @@ def run_args(args):
 
 
 def command_line(args, **changes) -> str:
-    """The command that runs `args` with `changes`: `python <script>` and each flag that is not at its default."""
+    """The command that starts `args` with `changes` afresh: `python <script>` and each flag not at its default."""
     words, defaults = ["python", SCRIPT], Args()
-    for name, value in vars(dataclasses.replace(args, **changes)).items():
+    for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
         flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
         if value != getattr(defaults, name):
             words += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, *map(str, values)]
@@ -1252,7 +1252,7 @@ def read_model(path: str, keys: tuple) -> tuple:
 def read_checkpoint(args, keys: tuple) -> dict:
     """The raw content of the checkpoint of the run that --resume continues, holding `keys`."""
     path = os.path.join(args.resume, "checkpoint.msgpack")
-    again = command_line(args, resume=None, checkpoint_every=args.checkpoint_every or args.eval_every)
+    again = command_line(args, checkpoint_every=args.checkpoint_every or args.eval_every)
     again = f"start the run again: {again}"
     if not os.path.isfile(path):
         why = "the run stopped before its first checkpoint or ran without --checkpoint-every"
@@ -1387,11 +1387,13 @@ def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
 
 
 def save_checkpoint(run_dir: str, content: dict, step: int, writer: SummaryWriter) -> SummaryWriter:
-    """`content`, everything the run needs to continue, in checkpoint.msgpack (its step in checkpoint.json), with every
-    event logged so far on disk first; returns the writer of the events that follow (a new file, ordered by its name)."""
+    """`content`, everything the run needs to continue, in checkpoint.msgpack (its scalars and `step` in
+    checkpoint.json), with every event logged so far on disk first; returns the writer of the events that follow (a new
+    file: the suffix keeps files of one second apart and in order)."""
     writer.close()
     write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
-    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps({"step": step}).encode())
+    scalars = {k: v for k, v in content.items() if isinstance(v, int | float | str)}  # for a look without loading
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(scalars | {"step": step}).encode())
     return SummaryWriter(run_dir, filename_suffix=f".{time.time_ns()}")
 
 
@@ -1405,7 +1407,9 @@ def on_ctrl_c(run_dir: str | None) -> None:
             with open(summary) as f:
                 line = f"the last checkpoint is in {run_dir} (step {json.load(f)['step']}); continue the run with: "
             line += shlex.join(["python", SCRIPT, "--resume", run_dir])
-        print(f"\ninterrupted: {line}", file=sys.stderr)
+        for bar in list(tqdm._instances):  # closed first, so that this line is the last one
+            bar.close()
+        print(f"interrupted: {line}", file=sys.stderr)
         raise SystemExit(130)
 
     signal.signal(signal.SIGINT, stop)

@@ -9,12 +9,17 @@ milliseconds to a second. Cases are grouped by script; add a script's cases to i
 
 import contextlib
 import dataclasses
+import glob
+import importlib.util
 import io
 import json
 import os
+import re
 import runpy
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
@@ -35,7 +40,7 @@ import train_expert  # noqa: E402
 def run_script(script: str, argv: list[str], cwd: str) -> tuple[int, str]:
     """Run `script` as __main__ with `argv`; return (exit status, stderr). Any exception but SystemExit propagates."""
     stderr = io.StringIO()
-    old_argv, old_cwd = sys.argv, os.getcwd()
+    old_argv, old_cwd, old_handler = sys.argv, os.getcwd(), signal.getsignal(signal.SIGINT)
     sys.argv = [script, *argv]
     os.chdir(cwd)
     try:
@@ -49,6 +54,7 @@ def run_script(script: str, argv: list[str], cwd: str) -> tuple[int, str]:
     finally:
         sys.argv = old_argv
         os.chdir(old_cwd)
+        signal.signal(signal.SIGINT, old_handler)  # the scripts install their own for Ctrl-C
     return status, stderr.getvalue()
 
 
@@ -388,6 +394,61 @@ CASES += [
 ]
 
 
+# fql.py and fino.py: the kinds of bad input that once ended in a traceback or in a failure after training ------------
+
+
+def runs_is_a_file(tmp: str) -> None:
+    open(os.path.join(tmp, "runs"), "w").close()  # where the run folder goes
+
+
+def deleted_validation_split(folder: str) -> None:
+    write_dataset(folder)
+    os.remove(os.path.join(folder, "cube-single-play-v0-val.npz"))
+
+
+for script in ("fql.py", "fino.py"):
+    CASES += [
+        Case(script, ["--seed", "-1"], 2, "error: --seed -1: must be in [0, 2^32)"),
+        Case(script, ["--exp-name", "a/b", "--save-model"], 2, "error: --exp-name 'a/b': must be a non-empty name"),
+        Case(script, ["--exp-name", "run:1"], 2, "error: --exp-name 'run:1': must be a non-empty name without '/'"),
+        Case(script, ["--dataset-dir", "{tmp}"], 1, "{tmp}/runs must be a folder this user can write", runs_is_a_file),
+        Case(script, ["--load-model", "{tmp}/run/m.flax", "--eval-episodes", "0"], 2, "--load-model only evaluates"),
+        Case(
+            script,
+            ["--dataset-dir", "{tmp}"],
+            1,
+            "error: dataset file {tmp}/cube-single-play-v0-val.npz not found",
+            deleted_validation_split,
+        ),
+        Case(
+            script,
+            ["--dataset-dir", "{tmp}"],
+            1,
+            "error: dataset file {tmp}/cube-single-play-v0.npz holds NaN or infinite actions",
+            lambda tmp: write_dataset(tmp, actions=np.full((30, 5), np.nan, np.float32)),
+        ),
+        Case(
+            script,
+            ["--load-model", "{tmp}/run/" + script.replace(".py", ".flax"), "--eval-episodes", "1"],
+            1,
+            f"is not a model saved by {script}",
+            lambda tmp, script=script: run_folder(tmp, script, FQL_ARGS, model=b"\x00 not msgpack"),
+        ),
+        Case(
+            script,
+            ["--resume", "{tmp}/run"],
+            1,
+            "error: {tmp}/run/checkpoint.msgpack not found: the run stopped before its first checkpoint",
+            lambda tmp, script=script: run_folder(tmp, script, FQL_ARGS),
+        ),
+    ]
+SUGGESTIONS_CHECKED = (
+    "fql.py",
+    "fino.py",
+    "rldt.py",
+)  # scripts whose suggested commands the next test parses and checks
+
+
 # benchmark/suite.py ---------------------------------------------------------------------------------------------------
 
 CASES += [
@@ -538,7 +599,7 @@ CASES += [
         1,
         "{tmp}/run/checkpoint.msgpack is not a checkpoint of rldt.py (KeyError",
         lambda tmp: (
-            write_file("run/args.json", b"{}")(tmp),
+            write_file("run/args.json", b'{"eval_every": 4}')(tmp),
             write_file("run/checkpoint.msgpack", flax.serialization.msgpack_serialize({"phase": "finetune"}))(tmp),
         ),
     ),
@@ -559,23 +620,6 @@ CASES += [
         rldt_demos_without_terminals,
     ),
 ]
-
-
-def suggested_commands(stderr: str) -> list[list[str]]:
-    """Every `python <script> <flags>` an error message suggests (commands joined by && count apart)."""
-    commands = []
-    for line in stderr.splitlines():
-        for part in line.split("&&"):
-            words = shlex.split(part[part.find("python ") :]) if "python " in part else []
-            if len(words) > 1 and words[1].endswith(".py"):
-                commands.append(words[1:])
-    return commands
-
-
-def assert_accepted(command: list[str]) -> None:
-    """The suggested command passes its script's own flag check (as it would at its start)."""
-    module = importlib.import_module(os.path.basename(command[0])[: -len(".py")])
-    module.check_args(tyro.cli(module.Args, args=command[1:], prog=command[0]))
 
 
 def damage_minari(root: str, kind: str) -> None:
@@ -621,10 +665,8 @@ def test_rldt_reads_the_whole_minari_dataset_at_start(kind, argv, needle, tmp_pa
     monkeypatch.setenv("MINARI_DATASETS_PATH", root)
     status, stderr = run_script("rldt.py", argv, str(tmp_path))
     assert_clean_error(status, stderr, 1, needle.replace("{tmp}", str(tmp_path)))
-    commands = suggested_commands(stderr)
-    assert [c[0] for c in commands] == ["benchmark/train_expert.py", "benchmark/make_dataset.py"], stderr
-    for command in commands:
-        assert_accepted(command)
+    assert "python benchmark/train_expert.py" in stderr and "python benchmark/make_dataset.py" in stderr, stderr
+    check_suggested_commands(stderr)
 
 
 # fm_irl.py
@@ -750,9 +792,72 @@ def test_bad_input_gives_one_clear_line(case: Case, tmp_path):
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in case.argv]
     status, stderr = run_script(case.script, argv, str(tmp_path))
     assert_clean_error(status, stderr, case.status, case.needle.replace("{tmp}", str(tmp_path)))
+    if case.script in SUGGESTIONS_CHECKED:
+        check_suggested_commands(stderr)
+
+
+def check_suggested_commands(message: str) -> None:
+    """Each command a message suggests (`python <script> <flags>`) passes that script's own flag check, and a
+    `python -c` one compiles: a suggested fix is never itself refused."""
+    for command in re.findall(r"\bpython (.+)$", message, flags=re.MULTILINE):
+        argv = shlex.split(command)
+        if argv[0] == "-c":
+            compile(argv[1], "<suggested command>", "exec")
+            continue
+        module = importlib.import_module(os.path.basename(argv[0])[: -len(".py")])
+        module.check_args(tyro.cli(module.Args, args=argv[1:], prog=argv[0]))
+
+
+# Ctrl-C: one line that says where the last checkpoint is and the command that continues the run, status 130.
+PRESS_CTRL_C = """
+import os, runpy, signal, sys
+from tqdm import tqdm
+update, at = tqdm.update, int(sys.argv.pop(1))
+
+def update_then_press_ctrl_c(bar, n=1):
+    update(bar, n)
+    if bar.n >= at:
+        os.kill(os.getpid(), signal.SIGINT)
+
+tqdm.update, sys.argv = update_then_press_ctrl_c, sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 @pytest.mark.parametrize("script", ["fql.py", "fino.py"])
+def test_ctrl_c_ends_the_run_with_one_line_and_status_130_and_its_command_finishes_the_run(
+    script, tmp_path, cube_single_dir
+):
+    """A real SIGINT once the bar reaches step 120 of 200 (checkpoints at 50 and 100); then the suggested command."""
+    flags = ["--env-id", "cube-single", "--dataset-dir", cube_single_dir, "--offline-steps", "200"]
+    flags += ["--online-steps", "0", "--steps-per-call", "10", "--log-every", "50", "--checkpoint-every", "50"]
+    flags += ["--eval-episodes", "0", "--actor-hidden-dims", "16", "--value-hidden-dims", "16", "--batch-size", "8"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    command = [sys.executable, "-c", PRESS_CTRL_C, "120", os.path.join(ROOT, script), *flags]
+    interrupted = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    (run_dir,) = glob.glob("runs/*", root_dir=tmp_path)
+    lines = [line for line in interrupted.stderr.splitlines() if line.strip()]
+    resume = f"python {script} --resume {run_dir}"
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert lines[-1] == f"interrupted: the last checkpoint is in {run_dir} (step 100); continue the run with: {resume}"
+    assert (
+        sum(line.startswith(("interrupted", "error")) for line in lines) == 1 and "Traceback" not in interrupted.stderr
+    )
+    assert not glob.glob(str(tmp_path / run_dir / "*.tmp"))
+
+    _, resumed_script, *resume_flags = shlex.split(lines[-1].split(": ")[-1])
+    resumed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, resumed_script), *resume_flags],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint at step 100" in resumed.stdout and "no evaluation" in resumed.stdout
+
+
+@pytest.mark.parametrize("script", ["fql.py", "fino.py", "rldt.py"])
 def test_track_without_wandb_is_refused_at_start(script, tmp_path, monkeypatch):
     """--track needs wandb, which requirements.txt leaves out; the case runs whether or not this machine has it."""
     monkeypatch.setitem(sys.modules, "wandb", None)  # importlib.util.find_spec("wandb") now answers None

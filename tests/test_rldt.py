@@ -513,8 +513,8 @@ def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch, tmp_path):
     folder = tmp_path / "mujoco" / "walker2d" / "medium-v0"
     assert str(stop.value).splitlines() == [
         f"error: Minari dataset mujoco/walker2d/medium-v0 ({folder}) is not on this machine (this machine is offline)",
-        "  make it here with: python benchmark/train_expert.py --env-id Walker2d-v5 && "
-        "python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
+        "  make it here with: python benchmark/train_expert.py --env-id Walker2d-v5",
+        "  then: python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
     ]
 
 
