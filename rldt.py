@@ -322,8 +322,8 @@ def load_episodes(task: Task, args: Args, obs_dim: int, action_dim: int) -> list
         episodes = read_minari(task.dataset_id, shapes, task.env_id, remake)
         return [(episode.observations[:-1], episode.actions) for episode in episodes]
     path = os.path.join(os.path.expanduser(args.dataset_dir), f"{task.dataset_id}.npz")
-    make = ["python", "benchmark/make_dataset.py", "--demos", task.env_id, "--noise", str(task.demo_noise)]
-    remake = f"  make it with: {shlex.join([*make, '--out-dir', args.dataset_dir])}"
+    make = f"python benchmark/make_dataset.py --demos {task.env_id} --noise {task.demo_noise}"
+    remake = f"  make it with: {make} --out-dir {args.dataset_dir}"
     demos = read_npz(path, shapes | {"terminals": ()}, task.env_id, remake)
     ends = np.flatnonzero(demos["terminals"]) + 1
     split = lambda values: np.split(values, ends)[: len(ends)]  # noqa: E731
