@@ -41,7 +41,37 @@ FINO = [
 ]
 
 # ---- RLDT -----------------------------------------------------------------------------------------------------------
+# The quickest tests that catch them; tests/test_rldt_golden.py (the official code's values) catches every one as well.
+RLDT_HAND = "tests/test_rldt.py::test_actor_losses_by_hand_on_a_one_dimensional_linear_flow"
+RLDT_TD = "tests/test_rldt.py::test_td_lambda_targets_on_a_hand_made_trajectory"
+RLDT_CRITIC_TARGETS = "tests/test_rldt.py::test_critic_targets_take_the_min_over_target_critics_then_the_mean_over_bootstrap_actions_then_clip"
 RLDT = [
+    Mutant("rldt-alignment-loss-sign", "rldt.py", "= -weighted_mean(", "= weighted_mean(", RLDT_HAND),
+    Mutant("rldt-bootstrap-max-over-target-critics", "rldt.py", ".min(axis=0))(bootstrap)", ".max(axis=0))(bootstrap)",
+           RLDT_CRITIC_TARGETS),
+    Mutant("rldt-temperature-without-grad-norm", "rldt.py", "args.svgd_temp * jnp.clip(grad_norm.mean(axis=1), 0.0, 1e5)",
+           "args.svgd_temp + 0 * grad_norm.mean(axis=1)", RLDT_HAND),
+    Mutant("rldt-td-target-without-discount", "rldt.py", "reward + discount * (1 - done) *", "reward + (1 - done) *", RLDT_TD),
+    Mutant("rldt-td-lambda-swapped", "rldt.py", "(1 - lam) * next_value + lam * next_return",
+           "lam * next_value + (1 - lam) * next_return", RLDT_TD),
+    Mutant("rldt-bandwidth-log-p", "rldt.py", "2 * math.log(num + 1)", "2 * math.log(num)",
+           "tests/test_rldt.py::test_bandwidth_is_the_lower_median_heuristic_per_query"),
+    Mutant("rldt-bootstrap-without-clip", "rldt.py", "jnp.clip(values.mean(axis=0).reshape(states.shape[:2]), *clip)",
+           "values.mean(axis=0).reshape(states.shape[:2])", RLDT_CRITIC_TARGETS),
+    Mutant("rldt-consistency-scale-not-squared", "rldt.py", "landing_error / scale**2", "landing_error / scale", RLDT_HAND),
+    Mutant("rldt-normal-field-particles-at-expected-targets", "rldt.py",
+           'particles = expected if args.svgd_type == "delta" else actions', "particles = expected", RLDT_HAND),
+    Mutant("rldt-repulsion-sign", "rldt.py", "(queries * kernel.sum(axis=-1, keepdims=True) - kernel @ particles)",
+           "(kernel @ particles - queries * kernel.sum(axis=-1, keepdims=True))",
+           "tests/test_rldt.py::test_svgd_field_on_a_hand_computed_two_particle_example"),
+    Mutant("rldt-field-gradient-of-min-critic", "rldt.py", "observations, a).mean(axis=0)", "observations, a).min(axis=0)",
+           "tests/test_rldt_golden.py::test_actor_losses_and_gradients_match_the_official_update"),
+    Mutant("rldt-td-bootstrap-from-second-last-state", "rldt.py", "values[:, -1], (rewards.T", "values[:, -2], (rewards.T",
+           RLDT_TD),
+    Mutant("rldt-trust-region-path-reversed", "rldt.py", 't_old) * draws["teacher_noise"] + t_old * actions',
+           't_old) * actions + t_old * draws["teacher_noise"]', RLDT_HAND),
+    Mutant("rldt-expected-target-ignores-remaining-time", "rldt.py", "(1 - t_k) * nets.actor.apply", "nets.actor.apply",
+           "tests/test_rldt.py::test_expected_target_at_the_last_step_is_the_euler_endpoint"),
 ]
 
 # ---- FM-IRL ---------------------------------------------------------------------------------------------------------

@@ -403,7 +403,7 @@ def test_suite_builds_the_quick_profile_with_ablations_and_the_noise_sweep():
 def test_summary_table_and_curves_from_synthetic_runs(tmp_path):
     from tensorboardX import SummaryWriter
 
-    from benchmark import summarize_fm_irl
+    from benchmark import summarize
 
     for seed in (0, 1):
         for variant, scale in (("fm_irl", 1.0), ("fm_irl_no_regularizer", 0.5)):
@@ -418,7 +418,7 @@ def test_summary_table_and_curves_from_synthetic_runs(tmp_path):
             writer.add_scalar("eval/success", scale, 32_000)
             writer.close()
     out = tmp_path / "out"
-    summarize_fm_irl.main(summarize_fm_irl.Args(runs_dir=str(tmp_path / "runs"), out_dir=str(out)))
+    summarize.summarize_fm_irl(summarize.Args(runs_dir=str(tmp_path / "runs"), out_dir=str(out), fm_irl=True))
     readme = (out / "README.md").read_text()
     assert "| fm_irl | 0.5 (default) | 32k | 2 | 0.95 ± 0.05 | 1.00 | — (beyond) | 0.87 ± 0.03 at 5M |" in readme
     assert "| fm_irl_no_regularizer | 0.5 (default) | 32k | 2 | 0.45 ± 0.05 | 0.50 |" in readme
