@@ -1152,9 +1152,8 @@ def main(args: Args) -> None:
 # ======================================================================================================================
 # RUN PLUMBING: the same in every script; nothing here changes the numbers
 # ======================================================================================================================
-# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C.
-# This text is the same in fql.py, fino.py, rldt.py and fm_irl.py (tests/test_plumbing.py compares it): the scripts
-# differ only in the data they pass in (their Args, FLAG_RULES, what their files hold, the commands that make them).
+# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C: the
+# same text in every algorithm file (tests/test_plumbing.py); the scripts differ only in the data they pass in.
 SCRIPT = os.path.basename(__file__)
 RULES = {  # the rules of FLAG_RULES: (test of a value, what is wrong with another); None passes (a default set later)
     "count": (lambda v: v >= 1, "must be positive; give an integer >= 1"),
@@ -1366,17 +1365,9 @@ def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
     if args.track:
         import wandb
 
-        name = os.path.basename(run_dir)
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            name=name,
-            id=name,
-            resume="allow",
-            config=vars(args),
-            sync_tensorboard=True,
-            save_code=True,
-        )
+        name = os.path.basename(run_dir)  # the same id: a resumed run continues its wandb run
+        settings = dict(name=name, id=name, resume="allow", config=vars(args), sync_tensorboard=True, save_code=True)
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, **settings)
     writer = SummaryWriter(run_dir, purge_step=step + 1 if args.resume else None, filename_suffix=f".{time.time_ns()}")
     if args.resume is None:
         write_atomically(f"{run_dir}/args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())

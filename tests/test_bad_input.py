@@ -10,7 +10,7 @@ milliseconds to a second. Cases are grouped by script; add a script's cases to i
 import contextlib
 import dataclasses
 import glob
-import importlib.util
+import importlib
 import io
 import json
 import os
