@@ -101,8 +101,9 @@ class Args:
     """action chunk length H, executed open-loop (act_steps = horizon_steps in every RLDT config)"""
     flow_steps: int = 8
     """Euler steps K of the policy while fine-tuning"""
-    svgd_type: Literal["normal", "delta"] = "normal"
-    """`normal`: the SVGD field; `delta`: the critic gradient at the expected target alone (ablation: no kernel)"""
+    svgd_type: Literal["normal", "delta", "none"] = "normal"
+    """`normal`: the SVGD field; ablations: `delta`, the critic gradient at the expected target alone (no kernel);
+    `none`, no field at all (the consistency and trust-region losses alone: the drift without the critic)"""
     svgd_temp: float = 0.001
     """SVGD repulsion temperature, multiplied by the mean |grad_a Q| of each state; 0: no repulsion (ablation)"""
     n_particles: int = 8
@@ -523,7 +524,9 @@ def svgd_field(queries, particles, grad_q, temperature):
     attraction = kernel @ grad_q
     repulsion = (queries * kernel.sum(axis=-1, keepdims=True) - kernel @ particles) / bandwidth
     phi = (attraction + temperature * repulsion) / num
-    return phi, {"kernel_gradient": jnp.mean(sq_dist * kernel / bandwidth)}
+    # How much the repulsion counts against the attraction (a diagnostic: at the official temperature, very little).
+    ratio = jnp.linalg.norm(temperature * repulsion) / jnp.maximum(jnp.linalg.norm(attraction), 1e-12)
+    return phi, {"kernel_gradient": jnp.mean(sq_dist * kernel / bandwidth), "repulsion_ratio": ratio}
 
 
 def critic_action_gradient(nets: Networks, critic_params, observations, actions):
@@ -534,8 +537,8 @@ def critic_action_gradient(nets: Networks, critic_params, observations, actions)
 def transport_field(nets: Networks, critic_params, observations, expected, actions, args: Args):
     """phi, where each expected target q_i = E[a | x_k] should move, for rows grouped by state (P = n_particles rows
     each): the SVGD field with the chains' endpoints a_j as particles, g_j = grad_a Q(s, a_j) and the adaptive
-    temperature alpha = svgd_temp * mean_j |g_j| (scale-free in Q); for the `delta` ablation, grad_a Q(s, q_i) alone.
-    Returns phi and the diagnostics."""
+    temperature alpha = svgd_temp * mean_j |g_j| (scale-free in Q); for the `delta` ablation, grad_a Q(s, q_i) alone;
+    for `none`, 0. Returns phi and the diagnostics."""
     particles = expected if args.svgd_type == "delta" else actions
     grad_q = critic_action_gradient(nets, critic_params, observations, particles)
     per_state = lambda a: a.reshape(-1, args.n_particles, a.shape[-1])  # noqa: E731
@@ -543,10 +546,14 @@ def transport_field(nets: Networks, critic_params, observations, expected, actio
     pairwise = jnp.linalg.norm(per_state(particles)[:, :, None] - per_state(particles)[:, None], axis=-1)
     info = {"grad_q_norm": grad_norm.mean(), "action_sample_distance": pairwise.mean()}
     if args.svgd_type == "delta":
-        return grad_q, info | {"kernel_gradient": jnp.zeros(())}
+        return grad_q, info | {"kernel_gradient": jnp.zeros(()), "phi_norm": grad_norm.mean()}
+    if args.svgd_type == "none":
+        return jnp.zeros_like(grad_q), info | {"kernel_gradient": jnp.zeros(()), "phi_norm": jnp.zeros(())}
     temperature = args.svgd_temp * jnp.clip(grad_norm.mean(axis=1), 0.0, 1e5)
     phi, field_info = jax.vmap(svgd_field)(per_state(expected), per_state(particles), per_state(grad_q), temperature)
-    return phi.reshape(grad_q.shape), info | {"kernel_gradient": field_info["kernel_gradient"].mean()}
+    phi = phi.reshape(grad_q.shape)
+    field_info = {k: v.mean() for k, v in field_info.items()}
+    return phi, info | field_info | {"phi_norm": jnp.linalg.norm(phi, axis=-1).mean()}
 
 
 def actor_loss(params, old_params, critic_params, states, state_weights, draws: dict, nets: Networks, args: Args):

@@ -365,6 +365,15 @@ def test_actor_losses_by_hand_on_a_one_dimensional_linear_flow():
         assert normal["svgd_loss"] == pytest.approx((phi_0 - 3) / 2, rel=1e-5), svgd_temp
         assert normal["consistency_loss"] == pytest.approx(1 / 64, rel=1e-5)
         assert normal["action_sample_distance"] == pytest.approx(0.75, rel=1e-5)  # |1/2 + 1| over 4 pairs, 2 of them 0
+        assert normal["phi_norm"] == pytest.approx((abs(phi_0) + 3 / 2) / 2, rel=1e-5)
+        # Repulsion against attraction, for the state: |alpha (100/81) log 3 / 2| / |(28/27 / 2, 3/2)|.
+        ratio = alpha * 100 / 81 * math.log(3) / 2 / math.hypot(28 / 27 / 2, 3 / 2)
+        assert normal["repulsion_ratio"] == pytest.approx(ratio, rel=1e-5, abs=1e-7)
+    assert delta["phi_norm"] == pytest.approx(3.0, rel=1e-5)
+    # none: no field, so no alignment loss; the consistency and trust-region losses are those of the other types.
+    none = losses("none")
+    assert none["svgd_loss"] == 0 and none["phi_norm"] == 0
+    assert none["actor_loss"] == pytest.approx(1 / 64 + 0.1140625, rel=1e-5)
 
 
 def test_delta_ablation_uses_the_critic_gradient_at_the_expected_target():
