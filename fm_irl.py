@@ -231,58 +231,6 @@ def resolve_task(env_id: str) -> Task | None:
     return None
 
 
-def fail(flag: str, value, why: str):
-    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def check_args(args: Args) -> Task:
-    """Every flag, before anything slow: one `error:` line and exit status 2 for a bad value."""
-    task = resolve_task(args.env_id)
-    if task is None:
-        fail(
-            "env-id",
-            args.env_id,
-            f"unknown task; give one of {', '.join(ALIASES)} (OGBench ones optionally with "
-            "-taskN), a gymnasium MuJoCo id such as Ant-v5, or an OGBench single-task id such as "
-            "cube-double-singletask-task1-v0",
-        )
-    positive = ["num_envs", "num_eval_envs", "num_epochs", "num_minibatches", "hidden_dim", "teacher_hidden_dim"]
-    positive += ["teacher_depth", "fm_time_levels", "regularizer_flow_steps", "num_steps", "total_timesteps"]
-    positive += ["num_demos", "eval_every", "label_dim", "regularizer_samples", "teacher_batch_size"]
-    for name in positive:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            fail(name.replace("_", "-"), value, "must be positive; give an integer >= 1")
-    for name in ["checkpoint_every", "eval_episodes"]:
-        if getattr(args, name) is not None and getattr(args, name) < 0:
-            fail(name.replace("_", "-"), getattr(args, name), "must be >= 0 (0 turns it off)")
-    for name in ["learning_rate", "adam_eps", "clip_coef", "max_grad_norm", "teacher_lr"]:
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            fail(name.replace("_", "-"), getattr(args, name), "must be positive; give a number > 0")
-    for name in ["ent_coef", "vf_coef", "disc_bc_coef", "regularizer_coef", "demo_noise"]:
-        if getattr(args, name) is not None and getattr(args, name) < 0:
-            fail(name.replace("_", "-"), getattr(args, name), "must be >= 0; give a number >= 0")
-    for name in ["gamma", "gae_lambda"]:
-        if not 0 <= getattr(args, name) <= 1:
-            fail(name.replace("_", "-"), getattr(args, name), "must lie in [0, 1]")
-    if args.demo_frac is not None and not 0 < args.demo_frac <= 1:
-        fail("demo-frac", args.demo_frac, "must lie in (0, 1]")
-    if args.num_envs % 2:
-        fail("num-envs", args.num_envs, "must be even (the reward's antithetic time pairs halve each batch)")
-    if args.teacher_batch_size is not None and args.teacher_batch_size % 2:
-        fail("teacher-batch-size", args.teacher_batch_size, "must be even (antithetic time pairs); give 64 or 128")
-    settings = PAPER_TASKS[task.paper_task]
-    rollout_size = (args.num_steps or settings.num_steps) * args.num_envs
-    if (args.total_timesteps or settings.total_timesteps) < rollout_size:
-        fail("total-timesteps", args.total_timesteps, f"is less than one iteration of {rollout_size} steps")
-    if args.num_minibatches > rollout_size:
-        fail("num-minibatches", args.num_minibatches, f"exceeds the {rollout_size} transitions of a rollout")
-    if args.demo_noise is not None and task.locomotion:
-        fail("demo-noise", args.demo_noise, "applies to OGBench demonstrations only")
-    return task
-
-
 def with_task_defaults(args: Args, task: Task) -> Args:
     """Fill every unset per-task flag with the paper's value for the task; an explicit flag wins."""
     settings = PAPER_TASKS[task.paper_task]._asdict()
@@ -290,68 +238,12 @@ def with_task_defaults(args: Args, task: Task) -> Args:
     return dataclasses.replace(args, env_id=task.env_id, num_demos=args.num_demos or task.num_demos, **values)
 
 
-def load_minari_demos(dataset_id: str, num_demos: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `num_demos` episodes of a Minari dataset: observations and actions, one row per step."""
-    import minari
-
-    try:
-        dataset = minari.load_dataset(dataset_id)
-    except Exception:
-        try:
-            dataset = minari.load_dataset(dataset_id, download=True)
-        except Exception as error:
-            name = (dataset_id.split("/") + [dataset_id])[1]  # mujoco/<name>/expert-v0
-            env_name = {"halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}.get(name, name.capitalize())
-            where = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
-            reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-            raise SystemExit(
-                f"error: Minari dataset {dataset_id} is not on this machine (looked in {where}) and could not be "
-                f"downloaded ({reason}). Make it here with:\n"
-                f"  python benchmark/train_expert.py --env-id {env_name}-v5\n"
-                f"  python benchmark/make_dataset.py --dataset {dataset_id}"
-            ) from None
-    episodes = list(dataset.iterate_episodes(range(min(num_demos, dataset.total_episodes))))
-    if len(episodes) < num_demos:
-        raise SystemExit(f"error: Minari dataset {dataset_id} has {len(episodes)} episodes, fewer than --num-demos")
-    observations = np.concatenate([ep.observations[:-1] for ep in episodes]).astype(np.float32)
-    return observations, np.concatenate([ep.actions for ep in episodes]).astype(np.float32)
-
-
-def load_ogbench_demos(path: str, task: Task, args: Args) -> tuple[np.ndarray, np.ndarray]:
-    """The first `num_demos` episodes of a demonstration file of `make_dataset.py --demos` (each row: s_t, a_t)."""
-    folder = os.path.dirname(path)
-    make = f"python benchmark/make_dataset.py --demos {task.env_id} --num-episodes {args.num_demos or 100}"
-    make += f" --noise {args.demo_noise:g}" if args.demo_noise is not None else ""
-    make = f"{make} --out-dir {folder}"
-    if not os.path.exists(path):
-        raise SystemExit(f"error: demonstration file not found: {path}\n  {make}")
-    try:
-        with np.load(path) as file:
-            data = {k: file[k] for k in file.files}
-    except Exception as error:  # zipfile, pickle and format errors of a broken file
-        raise SystemExit(f"error: {path} is not a readable .npz file ({type(error).__name__})\n  {make}") from None
-    if missing := {"observations", "actions", "terminals"} - set(data):
-        raise SystemExit(f"error: demonstration file {path} lacks the keys {sorted(missing)}\n  {make}")
-    if "env_name" in data and str(data["env_name"]) != task.env_id:
-        raise SystemExit(f"error: {path} holds demonstrations of {data['env_name']}, not {task.env_id}\n  {make}")
-    noise = float(data["noise"]) if "noise" in data else None
-    if args.demo_noise is not None and noise != args.demo_noise:
-        raise SystemExit(f"error: {path} was made with noise {noise}, not --demo-noise {args.demo_noise:g}\n  {make}")
-    ends = np.flatnonzero(data["terminals"])
-    num_demos = args.num_demos or len(ends)
-    if len(ends) < num_demos:
-        raise SystemExit(
-            f"error: {path} holds {len(ends)} demonstrations, fewer than --num-demos {num_demos}\n  {make}"
-        )
-    rows = ends[num_demos - 1] + 1
-    return data["observations"][:rows].astype(np.float32), data["actions"][:rows].astype(np.float32)
-
-
-def load_demos(task: Task, args: Args) -> dict:
+# Data: the demonstrations
+def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
     """Demonstration (s, a) pairs of the task, with the official random subset of transitions (`demo_frac`)."""
     if task.locomotion:
         source = args.dataset_id or task.dataset
-        observations, actions = load_minari_demos(source, args.num_demos)
+        observations, actions = read_minari_demos(source, args.num_demos)
     else:
         if args.dataset_id and args.dataset_id.endswith(".npz"):
             source = os.path.expanduser(args.dataset_id)
@@ -360,15 +252,11 @@ def load_demos(task: Task, args: Args) -> dict:
             if args.demo_noise is not None:
                 folder = os.path.join(folder, f"demos-noise{args.demo_noise:g}")
             source = os.path.join(folder, f"{args.dataset_id or task.dataset}.npz")
-        observations, actions = load_ogbench_demos(source, task, args)
+        observations, actions = read_demo_file(source, task, args)
+    check_demos(source, observations, actions, obs_dim, action_dim, args)
     keep = np.arange(len(observations))
     np.random.default_rng(args.seed).shuffle(keep)
     keep = keep[: int(len(keep) * args.demo_frac)]
-    if len(keep) < args.teacher_batch_size:
-        raise SystemExit(
-            f"error: {source}: {len(keep)} demonstration transitions are kept, fewer than one teacher batch of "
-            f"{args.teacher_batch_size}; use more --num-demos or a smaller --teacher-batch-size"
-        )
     print(f"demonstrations: {source}, {len(keep)} of their {len(observations)} steps used")
     return {"observations": observations[keep], "actions": actions[keep]}
 
@@ -488,17 +376,6 @@ def init_train_state(key, nets: Networks, student_tx, teacher_tx, args: Args) ->
     student = {"actor": nets.actor.init(actor_key, obs), "critic": nets.critic.init(critic_key, obs)}
     teacher = nets.teacher.init(teacher_key, x, label, jnp.zeros(2))
     return TrainState(student, student_tx.init(student), teacher, teacher_tx.init(teacher))
-
-
-def gaussian_log_prob(mean, log_std, action):
-    return jnp.sum(-0.5 * ((action - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
-
-
-def act(student, obs, key, step, nets: Networks):
-    """Sample a ~ N(mean(s), std) for every environment: the action, its log-prob and V(s)."""
-    mean, log_std = nets.actor.apply(student["actor"], obs)
-    action = mean + jnp.exp(log_std) * jax.random.normal(jax.random.fold_in(key, step), mean.shape)
-    return action, gaussian_log_prob(mean, log_std, action), nets.critic.apply(student["critic"], obs)
 
 
 # ALGO LOGIC: teacher (flow matching), discriminator and reward
@@ -649,6 +526,10 @@ def compute_gae(rewards, values, next_value, next_masks, time_limit_masks, args:
     return advantages, advantages + values
 
 
+def gaussian_log_prob(mean, log_std, action):
+    return jnp.sum(-0.5 * ((action - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
 def ppo_loss(student, batch, reg_states, reg_actions, nets: Networks, args: Args):
     mean, log_std = nets.actor.apply(student["actor"], batch["obs"])
     value = nets.critic.apply(student["critic"], batch["obs"])
@@ -721,22 +602,30 @@ def ppo_update(state: TrainState, rollout: Rollout, rewards, learning_rate, key,
     return state._replace(student=student, student_opt=opt_state), info
 
 
-# Environments: rollouts and evaluation (host side)
+# Acting and evaluation (host side)
+def act(student, obs, key, step, nets: Networks):
+    """Sample a ~ N(mean(s), std) for every environment: the action, its log-prob and V(s)."""
+    mean, log_std = nets.actor.apply(student["actor"], obs)
+    action = mean + jnp.exp(log_std) * jax.random.normal(jax.random.fold_in(key, step), mean.shape)
+    return action, gaussian_log_prob(mean, log_std, action), nets.critic.apply(student["critic"], obs)
+
+
 class TrainingEnvs:
     """The training environments as the official VecNormalize wrapper shows them: auto-reset in the same step, and
-    observations normalised with running statistics that every reset and step update."""
+    observations normalised with running statistics that every reset and step update. gymnasium's
+    RecordEpisodeStatistics keeps the returns and lengths of the last 100 episodes; their successes are kept beside."""
 
     def __init__(self, env_id: str, num_envs: int, seed: int):
-        self.envs = gym.vector.SyncVectorEnv(
+        envs = gym.vector.SyncVectorEnv(
             [partial(gym.make, env_id)] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
         )
-        self.low, self.high = self.envs.single_action_space.low, self.envs.single_action_space.high
-        obs_dim = self.envs.single_observation_space.shape[0]
+        self.envs = gym.wrappers.vector.RecordEpisodeStatistics(envs, buffer_length=100)
+        self.successes = deque(maxlen=100)
+        self.low, self.high = envs.single_action_space.low, envs.single_action_space.high
+        obs_dim = envs.single_observation_space.shape[0]
         self.obs_stats = RunningMeanStd(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32), 1e-4)
         self.obs = self.observe(self.envs.reset(seed=[seed + i for i in range(num_envs)])[0])
         self.prev_done = np.ones(num_envs, bool)  # the first observation starts an episode
-        self.episode_return, self.episode_length = np.zeros(num_envs), np.zeros(num_envs, np.int64)
-        self.finished = deque(maxlen=100)  # (return, length, success) of the last training episodes
 
     def observe(self, raw_obs) -> np.ndarray:
         raw_obs = raw_obs.astype(np.float32)
@@ -744,44 +633,311 @@ class TrainingEnvs:
         return normalize_obs(raw_obs, self.obs_stats).astype(np.float32)
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray]:
-        raw_obs, reward, terminated, truncated, info = self.envs.step(np.clip(actions, self.low, self.high))
-        self.episode_return += reward
-        self.episode_length += 1
+        raw_obs, _, terminated, truncated, info = self.envs.step(np.clip(actions, self.low, self.high))
         done = terminated | truncated
         for i in np.flatnonzero(done):
-            success = info["final_info"].get("success", np.full(len(done), np.nan))[i]
-            self.finished.append((self.episode_return[i], self.episode_length[i], float(success)))
-            self.episode_return[i], self.episode_length[i] = 0.0, 0
+            self.successes.append(float(info["final_info"].get("success", np.full(len(done), np.nan))[i]))
         self.obs, self.prev_done = self.observe(raw_obs), done
         return done, truncated
 
-    def state_dict(self, with_simulators: bool) -> dict:
-        sims = [simulator_state(env) for env in self.envs.envs] if with_simulators else []
-        return {
-            "obs_stats": self.obs_stats._asdict(),
-            "obs": self.obs,
-            "prev_done": self.prev_done,
-            "episode_return": self.episode_return,
-            "episode_length": self.episode_length,
-            "finished": np.array(self.finished, np.float64).reshape(-1, 3),
-            "simulators": np.frombuffer(pickle.dumps(sims), np.uint8),
-        }
+    def episode_stats(self) -> dict:
+        """Mean return, length (and success) of the last 100 training episodes: the metrics of the paper's curves."""
+        if not self.successes:
+            return {}
+        stats = {"episodic_return": np.mean(self.envs.return_queue), "episodic_length": np.mean(self.envs.length_queue)}
+        return stats | ({"success": np.mean(self.successes)} if not np.isnan(self.successes).any() else {})
 
-    def load_state_dict(self, saved: dict, restart_seed: int):
-        stats = saved["obs_stats"]
-        self.obs_stats = RunningMeanStd(np.array(stats["mean"]), np.array(stats["var"]), float(stats["count"]))
-        self.finished.extend(map(tuple, saved["finished"]))
-        sims = pickle.loads(saved["simulators"].tobytes())
-        if sims:  # continue the episodes in progress exactly
-            for env, sim in zip(self.envs.envs, sims, strict=True):
-                restore_simulator(env, sim)
-            self.obs, self.prev_done = np.array(saved["obs"]), np.array(saved["prev_done"])
-            self.episode_return, self.episode_length = (
-                np.array(saved["episode_return"]),
-                np.array(saved["episode_length"]),
+
+def collect_rollout(train_envs: TrainingEnvs, policy, student, key, num_steps: int, clip_actions: bool, progress=None):
+    """`num_steps` steps of every environment, one student call per step for all of them."""
+    n, obs_dim = train_envs.obs.shape
+    action_dim = train_envs.low.shape[0]
+    obs, actions = np.zeros((num_steps, n, obs_dim), np.float32), np.zeros((num_steps, n, action_dim), np.float32)
+    log_probs, values = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
+    dones, time_limits, start_masks = (np.zeros((num_steps, n), np.float32) for _ in range(3))
+    for t in range(num_steps):
+        action, log_probs[t], values[t] = jax.device_get(policy(student, train_envs.obs, key, t))
+        obs[t], start_masks[t] = train_envs.obs, 1.0 - train_envs.prev_done
+        actions[t] = np.clip(action, train_envs.low, train_envs.high) if clip_actions else action
+        dones[t], time_limits[t] = train_envs.step(action)
+        if progress is not None:
+            progress.update(n)
+    return Rollout(obs, actions, log_probs, values, dones, time_limits, start_masks, train_envs.obs.copy())
+
+
+def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int) -> dict:
+    """Episodes in rounds of len(envs) environments (wrapped in RecordEpisodeStatistics) in lockstep; stochastic
+    student, frozen observation statistics."""
+    returns, lengths, successes = np.zeros(num_episodes), np.zeros(num_episodes), np.zeros(num_episodes)
+    low, high = envs[0].action_space.low, envs[0].action_space.high
+    for first in range(0, num_episodes, len(envs)):
+        active = envs[: min(len(envs), num_episodes - first)]
+        raw = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)]).astype(np.float32)
+        done, step = np.zeros(len(active), bool), 0
+        while not done.all():
+            obs = normalize_obs(raw, obs_stats)
+            actions = np.clip(np.asarray(policy(student, obs, key, first * 10**6 + step)[0]), low, high)
+            for i in np.flatnonzero(~done):
+                raw[i], _, terminated, truncated, info = active[i].step(actions[i])
+                if terminated or truncated:
+                    done[i] = True
+                    returns[first + i], lengths[first + i] = info["episode"]["r"], info["episode"]["l"]
+                    successes[first + i] = info.get("success", np.nan)
+            step += 1
+    result = {"episodic_return": returns.mean(), "episodic_length": lengths.mean()}
+    return result | ({"success": successes.mean()} if not np.isnan(successes).any() else {})
+
+
+# Training loop
+def main():
+    args, task = parse_args()  # tyro, a resumed run's saved flags, every flag checked, the paper's values filled in
+    batch_size = args.num_steps * args.num_envs
+    num_iterations = args.total_timesteps // batch_size
+    print(
+        f"env: {args.env_id} (settings of the paper's {task.paper_task}); {num_iterations} iterations of {batch_size} "
+        f"steps; teacher {args.teacher_depth}x{args.teacher_hidden_dim} lr {args.teacher_lr}; regulariser "
+        f"{args.regularizer_coef} x {args.regularizer_samples} samples; disc_bc_coef {args.disc_bc_coef}"
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    key = jax.random.PRNGKey(args.seed)
+    key, init_key, eval_key = jax.random.split(key, 3)
+
+    num_eval_envs = max(1, min(args.num_eval_envs, args.eval_episodes))
+    eval_envs = [gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id)) for _ in range(num_eval_envs)]
+    obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
+    if args.load_model:  # evaluate a saved student on its own task
+        nets, student, obs_stats = load_model(args.load_model, obs_dim, action_dim)
+        policy = jax.jit(partial(act, nets=nets))
+        result = evaluate(eval_envs, policy, student, obs_stats, eval_key, args.eval_episodes, 10**6 * (args.seed + 1))
+        print(f"{args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
+        return
+    checkpoint = read_checkpoint(args.resume, args.env_id) if args.resume else None
+    demos = jax.device_put(load_demos(task, args, obs_dim, action_dim))
+    run_dir, writer = open_run(args, checkpoint, batch_size)
+
+    # ALGO LOGIC: the networks, the environments and the compiled steps
+    nets, student_tx, teacher_tx = make_networks(args, obs_dim, action_dim)
+    state = init_train_state(init_key, nets, student_tx, teacher_tx, args)
+    train_envs = TrainingEnvs(args.env_id, args.num_envs, args.seed)
+    normalizer = RewardNormalizer(RunningMeanStd(*jnp.array([0.0, 1.0, 1e-4])), jnp.zeros(args.num_envs))
+    start_iteration = 0
+    if checkpoint:
+        state, normalizer, key, start_iteration = restore_checkpoint(checkpoint, state, normalizer, train_envs, args)
+    teacher_steps = min(len(demos["observations"]), batch_size) // args.teacher_batch_size
+    teacher_fn = jax.jit(
+        partial(teacher_update, num_updates=teacher_steps, nets=nets, teacher_tx=teacher_tx, args=args)
+    )
+    relabel_fn = jax.jit(partial(relabel_rewards, nets=nets, args=args))
+    ppo_fn = jax.jit(partial(ppo_update, nets=nets, student_tx=student_tx, args=args))
+    policy = jax.jit(partial(act, nets=nets))
+
+    eval_interval = -(-args.eval_every // batch_size)  # whole iterations, rounded up
+    checkpoint_interval = -(-args.checkpoint_every // batch_size)  # 0: never
+    eval_result, start_time = {}, time.time()
+    progress = tqdm(total=num_iterations * batch_size, initial=start_iteration * batch_size, unit="step", smoothing=0.1)
+    for iteration in range(start_iteration, num_iterations):
+        iteration_start = time.time()
+        global_step = (iteration + 1) * batch_size
+        key, rollout_key, teacher_key, reward_key, ppo_key = jax.random.split(key, 5)
+        learning_rate = args.learning_rate * (1 - iteration / num_iterations if args.anneal_lr else 1.0)
+
+        # 1) rollout with the current student
+        rollout = collect_rollout(
+            train_envs, policy, state.student, rollout_key, args.num_steps, args.clip_actions, progress
+        )
+        rollout = jax.device_put(rollout)
+        # 2) teacher update: the demonstrations' pairs against this rollout's
+        obs_stats = jax.tree.map(jnp.asarray, train_envs.obs_stats)
+        new_state, teacher_info = teacher_fn(state, demos, obs_stats, rollout.obs, rollout.actions, teacher_key)
+        # 3) rewards of the whole rollout from the updated teacher
+        rewards, new_normalizer, reward_info = relabel_fn(
+            new_state.teacher, rollout.obs, rollout.actions, rollout.start_masks, normalizer, reward_key
+        )
+        # 4) PPO on those rewards, with the teacher regulariser
+        new_state, ppo_info = ppo_fn(new_state, rollout, rewards, learning_rate, ppo_key)
+        teacher_info, reward_info, ppo_info = jax.device_get((teacher_info, reward_info, ppo_info))
+        if not np.isfinite(teacher_info["teacher_loss"]):
+            stop_on_nan(run_dir, writer, teacher_info, "teacher loss", iteration, batch_size, state, train_envs, args)
+        if not np.isfinite(ppo_info["ppo_loss"]):
+            stop_on_nan(run_dir, writer, ppo_info, "PPO loss", iteration, batch_size, state, train_envs, args)
+        state, normalizer = new_state, new_normalizer
+
+        for k, v in (teacher_info | ppo_info).items():
+            writer.add_scalar(f"{'charts' if k.endswith(('disc_val', 'reward')) else 'losses'}/{k}", v, global_step)
+        for k, v in reward_info.items():
+            writer.add_scalar(f"charts/mean_{k}", v, global_step)
+        writer.add_scalar("charts/learning_rate", learning_rate, global_step)
+        writer.add_scalar("charts/SPS", batch_size / (time.time() - iteration_start), global_step)
+        for k, v in train_envs.episode_stats().items():  # the paper's curves
+            writer.add_scalar(f"charts/{k}", v, global_step)
+        if args.eval_episodes and ((iteration + 1) % eval_interval == 0 or iteration + 1 == num_iterations):
+            noise_key, reset_seed = jax.random.fold_in(eval_key, global_step), 10**6 * (args.seed + 1) + global_step
+            eval_result = evaluate(
+                eval_envs, policy, state.student, train_envs.obs_stats, noise_key, args.eval_episodes, reset_seed
             )
-        else:  # restart them
-            self.obs = self.observe(self.envs.reset(seed=[restart_seed + i for i in range(self.envs.num_envs)])[0])
+            for k, v in eval_result.items():
+                writer.add_scalar(f"eval/{k}", v, global_step)
+            tqdm.write(f"step {global_step}: " + ", ".join(f"eval {k} {v:.3f}" for k, v in eval_result.items()))
+        if checkpoint_interval and (iteration + 1) % checkpoint_interval == 0:
+            write_checkpoint(run_dir, writer, iteration + 1, state, normalizer, key, train_envs, task, batch_size)
+    progress.close()
+
+    if args.save_model:
+        print(f"model saved to {save_model(run_dir, state, train_envs.obs_stats, args)}")
+    wall_time = time.time() - start_time
+    steps_per_second = (num_iterations - start_iteration) * batch_size / wall_time
+    final = train_envs.episode_stats() | {f"eval {k}": v for k, v in eval_result.items()}
+    print(
+        f"{args.env_id}: final "
+        + ", ".join(f"{k} {v:.3f}" for k, v in final.items() if "length" not in k)
+        + f" (training: last {len(train_envs.successes)} episodes) | wall time {wall_time:.0f} s | "
+        f"{steps_per_second:.1f} steps/s (evaluation and compile included)"
+    )
+    writer.close()
+
+
+# ======================================================================================================================
+# RUN PLUMBING: flag and file checks, run folder, saving, checkpoint and resume, the NaN stop. Nothing here changes
+# the numbers: a reader who stops above this line has read the whole method.
+# ======================================================================================================================
+def parse_args() -> tuple[Args, Task]:
+    """The command line (or a resumed run's saved flags), every flag checked, the paper's values filled in."""
+    args = tyro.cli(Args)
+    if args.resume:  # the run's saved arguments, only --resume from the command line
+        if dataclasses.replace(args, resume=None) != Args():
+            fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
+        args = dataclasses.replace(read_saved_args(os.path.join(args.resume, "args.json")), resume=args.resume)
+    if args.load_model:  # evaluate the saved student on its own task
+        saved = read_saved_args(os.path.join(os.path.dirname(args.load_model), "args.json"))
+        args = dataclasses.replace(args, env_id=saved.env_id)
+    task = check_args(args)
+    return with_task_defaults(args, task), task
+
+
+def fail(flag: str, value, why: str):
+    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_args(args: Args) -> Task:
+    """Every flag, before anything slow: one `error:` line and exit status 2 for a bad value."""
+    task = resolve_task(args.env_id)
+    if task is None:
+        fail(
+            "env-id",
+            args.env_id,
+            f"unknown task; give one of {', '.join(ALIASES)} (OGBench ones optionally with "
+            "-taskN), a gymnasium MuJoCo id such as Ant-v5, or an OGBench single-task id such as "
+            "cube-double-singletask-task1-v0",
+        )
+    positive = ["num_envs", "num_eval_envs", "num_epochs", "num_minibatches", "hidden_dim", "teacher_hidden_dim"]
+    positive += ["teacher_depth", "fm_time_levels", "regularizer_flow_steps", "num_steps", "total_timesteps"]
+    positive += ["num_demos", "eval_every", "label_dim", "regularizer_samples", "teacher_batch_size"]
+    for name in positive:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            fail(name.replace("_", "-"), value, "must be positive; give an integer >= 1")
+    for name in ["checkpoint_every", "eval_episodes"]:
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            fail(name.replace("_", "-"), getattr(args, name), "must be >= 0 (0 turns it off)")
+    for name in ["learning_rate", "adam_eps", "clip_coef", "max_grad_norm", "teacher_lr"]:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            fail(name.replace("_", "-"), getattr(args, name), "must be positive; give a number > 0")
+    for name in ["ent_coef", "vf_coef", "disc_bc_coef", "regularizer_coef", "demo_noise"]:
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            fail(name.replace("_", "-"), getattr(args, name), "must be >= 0; give a number >= 0")
+    for name in ["gamma", "gae_lambda"]:
+        if not 0 <= getattr(args, name) <= 1:
+            fail(name.replace("_", "-"), getattr(args, name), "must lie in [0, 1]")
+    if args.demo_frac is not None and not 0 < args.demo_frac <= 1:
+        fail("demo-frac", args.demo_frac, "must lie in (0, 1]")
+    if args.num_envs % 2:
+        fail("num-envs", args.num_envs, "must be even (the reward's antithetic time pairs halve each batch)")
+    if args.teacher_batch_size is not None and args.teacher_batch_size % 2:
+        fail("teacher-batch-size", args.teacher_batch_size, "must be even (antithetic time pairs); give 64 or 128")
+    settings = PAPER_TASKS[task.paper_task]
+    rollout_size = (args.num_steps or settings.num_steps) * args.num_envs
+    if (args.total_timesteps or settings.total_timesteps) < rollout_size:
+        fail("total-timesteps", args.total_timesteps, f"is less than one iteration of {rollout_size} steps")
+    if args.num_minibatches > rollout_size:
+        fail("num-minibatches", args.num_minibatches, f"exceeds the {rollout_size} transitions of a rollout")
+    if args.demo_noise is not None and task.locomotion:
+        fail("demo-noise", args.demo_noise, "applies to OGBench demonstrations only")
+    return task
+
+
+def read_minari_demos(dataset_id: str, num_demos: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `num_demos` episodes of a Minari dataset: observations and actions, one row per step."""
+    import minari
+
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except Exception:
+        try:
+            dataset = minari.load_dataset(dataset_id, download=True)
+        except Exception as error:
+            name = (dataset_id.split("/") + [dataset_id])[1]  # mujoco/<name>/expert-v0
+            env_name = {"halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}.get(name, name.capitalize())
+            where = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
+            reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+            raise SystemExit(
+                f"error: Minari dataset {dataset_id} is not on this machine (looked in {where}) and could not be "
+                f"downloaded ({reason}). Make it here with:\n"
+                f"  python benchmark/train_expert.py --env-id {env_name}-v5\n"
+                f"  python benchmark/make_dataset.py --dataset {dataset_id}"
+            ) from None
+    episodes = list(dataset.iterate_episodes(range(min(num_demos, dataset.total_episodes))))
+    if len(episodes) < num_demos:
+        raise SystemExit(f"error: Minari dataset {dataset_id} has {len(episodes)} episodes, fewer than --num-demos")
+    observations = np.concatenate([ep.observations[:-1] for ep in episodes]).astype(np.float32)
+    return observations, np.concatenate([ep.actions for ep in episodes]).astype(np.float32)
+
+
+def read_demo_file(path: str, task: Task, args: Args) -> tuple[np.ndarray, np.ndarray]:
+    """The first `num_demos` episodes of a demonstration file of `make_dataset.py --demos` (each row: s_t, a_t)."""
+    folder = os.path.dirname(path)
+    make = f"python benchmark/make_dataset.py --demos {task.env_id} --num-episodes {args.num_demos or 100}"
+    make += f" --noise {args.demo_noise:g}" if args.demo_noise is not None else ""
+    make = f"{make} --out-dir {folder}"
+    if not os.path.exists(path):
+        raise SystemExit(f"error: demonstration file not found: {path}\n  {make}")
+    try:
+        with np.load(path) as file:
+            data = {k: file[k] for k in file.files}
+    except Exception as error:  # zipfile, pickle and format errors of a broken file
+        raise SystemExit(f"error: {path} is not a readable .npz file ({type(error).__name__})\n  {make}") from None
+    if missing := {"observations", "actions", "terminals"} - set(data):
+        raise SystemExit(f"error: demonstration file {path} lacks the keys {sorted(missing)}\n  {make}")
+    if "env_name" in data and str(data["env_name"]) != task.env_id:
+        raise SystemExit(f"error: {path} holds demonstrations of {data['env_name']}, not {task.env_id}\n  {make}")
+    noise = float(data["noise"]) if "noise" in data else None
+    if args.demo_noise is not None and noise != args.demo_noise:
+        raise SystemExit(f"error: {path} was made with noise {noise}, not --demo-noise {args.demo_noise:g}\n  {make}")
+    ends = np.flatnonzero(data["terminals"])
+    num_demos = args.num_demos or len(ends)
+    if len(ends) < num_demos:
+        raise SystemExit(
+            f"error: {path} holds {len(ends)} demonstrations, fewer than --num-demos {num_demos}\n  {make}"
+        )
+    rows = ends[num_demos - 1] + 1
+    return data["observations"][:rows].astype(np.float32), data["actions"][:rows].astype(np.float32)
+
+
+def check_demos(source: str, observations, actions, obs_dim: int, action_dim: int, args: Args):
+    if observations.shape[1:] != (obs_dim,) or actions.shape[1:] != (action_dim,):
+        raise SystemExit(
+            f"error: the demonstrations have (s, a) of sizes {observations.shape[1:]}, {actions.shape[1:]}; "
+            f"{args.env_id} has ({obs_dim},), ({action_dim},)"
+        )
+    if int(len(observations) * args.demo_frac) < args.teacher_batch_size:
+        raise SystemExit(
+            f"error: {source}: {int(len(observations) * args.demo_frac)} demonstration transitions are kept, fewer "
+            f"than one teacher batch of {args.teacher_batch_size}; use more --num-demos or a smaller "
+            "--teacher-batch-size"
+        )
 
 
 def time_limit_wrapper(env):
@@ -806,68 +962,6 @@ def restore_simulator(env, state: tuple):
     env.unwrapped.np_random.bit_generator.state = state[2]
 
 
-def collect_rollout(train_envs: TrainingEnvs, policy, student, key, num_steps: int, clip_actions: bool, progress=None):
-    """`num_steps` steps of every environment, one student call per step for all of them."""
-    n, obs_dim = train_envs.obs.shape
-    action_dim = train_envs.low.shape[0]
-    obs, actions = np.zeros((num_steps, n, obs_dim), np.float32), np.zeros((num_steps, n, action_dim), np.float32)
-    log_probs, values = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
-    dones, time_limits, start_masks = (np.zeros((num_steps, n), np.float32) for _ in range(3))
-    for t in range(num_steps):
-        action, log_probs[t], values[t] = jax.device_get(policy(student, train_envs.obs, key, t))
-        obs[t], start_masks[t] = train_envs.obs, 1.0 - train_envs.prev_done
-        actions[t] = np.clip(action, train_envs.low, train_envs.high) if clip_actions else action
-        dones[t], time_limits[t] = train_envs.step(action)
-        if progress is not None:
-            progress.update(n)
-    return Rollout(obs, actions, log_probs, values, dones, time_limits, start_masks, train_envs.obs.copy())
-
-
-def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int) -> dict:
-    """Episodes in rounds of len(envs) environments in lockstep; stochastic student, frozen observation statistics."""
-    returns, lengths, successes = [], [], []
-    low, high = envs[0].action_space.low, envs[0].action_space.high
-    for first in range(0, num_episodes, len(envs)):
-        active = envs[: min(len(envs), num_episodes - first)]
-        raw = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)]).astype(np.float32)
-        done, ep_return, ep_length, ep_success = (
-            np.zeros(len(active), bool),
-            np.zeros(len(active)),
-            np.zeros(len(active)),
-            np.zeros(len(active)),
-        )
-        step = 0
-        while not done.all():
-            actions = np.clip(
-                np.asarray(policy(student, normalize_obs(raw, obs_stats), key, first * 10**6 + step)[0]), low, high
-            )
-            for i, env in enumerate(active):
-                if done[i]:
-                    continue
-                obs, reward, terminated, truncated, info = env.step(actions[i])
-                raw[i] = obs
-                ep_return[i] += reward
-                ep_length[i] += 1
-                ep_success[i] = info.get("success", np.nan)
-                done[i] = terminated or truncated
-            step += 1
-        returns += ep_return.tolist()
-        lengths += ep_length.tolist()
-        successes += ep_success.tolist()
-    result = {"episodic_return": np.mean(returns), "episodic_length": np.mean(lengths)}
-    return result | ({"success": np.mean(successes)} if not np.isnan(successes).any() else {})
-
-
-def training_episode_stats(finished) -> dict:
-    """Mean return, length (and success) of the last 100 training episodes: the metrics of the paper's curves."""
-    if not finished:
-        return {}
-    finished = np.array(finished)
-    stats = {"episodic_return": finished[:, 0].mean(), "episodic_length": finished[:, 1].mean()}
-    return stats | ({"success": finished[:, 2].mean()} if not np.isnan(finished[:, 2]).any() else {})
-
-
-# Save/load the model and the checkpoint
 def write_atomically(path: str, payload: bytes):
     with open(path + ".tmp", "wb") as f:
         f.write(payload)
@@ -885,7 +979,7 @@ def save_model(run_dir: str, state: TrainState, obs_stats: RunningMeanStd, args:
 
 
 def load_model(path: str, obs_dim: int, action_dim: int):
-    """Inverse of `save_model`: (saved Args, networks, student parameters, observation statistics)."""
+    """Inverse of `save_model`: (networks, student parameters, observation statistics)."""
     remake = "  python fm_irl.py --env-id <task> --save-model   # writes runs/<run>/fm_irl.flax"
     try:
         with open(os.path.join(os.path.dirname(path), "args.json")) as f:
@@ -902,7 +996,7 @@ def load_model(path: str, obs_dim: int, action_dim: int):
         raise SystemExit(
             f"error: {path} is not a model saved by fm_irl.py ({type(error).__name__})\n{remake}"
         ) from None
-    return saved_args, nets, model["student"], RunningMeanStd(**model["obs_stats"])
+    return nets, model["student"], RunningMeanStd(**model["obs_stats"])
 
 
 def read_saved_args(path: str) -> Args:
@@ -930,50 +1024,8 @@ def read_checkpoint(run_dir: str, env_id: str) -> dict:
     return checkpoint
 
 
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    if args.resume:  # the run's saved arguments, only --resume from the command line
-        if dataclasses.replace(args, resume=None) != Args():
-            fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
-        args = dataclasses.replace(read_saved_args(os.path.join(args.resume, "args.json")), resume=args.resume)
-    if args.load_model:  # evaluate the saved student on its own task
-        args = dataclasses.replace(
-            args, env_id=read_saved_args(os.path.join(os.path.dirname(args.load_model), "args.json")).env_id
-        )
-    task = check_args(args)
-    args = with_task_defaults(args, task)
-    batch_size = args.num_steps * args.num_envs
-    num_iterations = args.total_timesteps // batch_size
-    print(
-        f"env: {args.env_id} (settings of the paper's {task.paper_task}); {num_iterations} iterations of {batch_size} "
-        f"steps; teacher {args.teacher_depth}x{args.teacher_hidden_dim} lr {args.teacher_lr}; regulariser "
-        f"{args.regularizer_coef} x {args.regularizer_samples} samples; disc_bc_coef {args.disc_bc_coef}"
-    )
-
-    # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    key = jax.random.PRNGKey(args.seed)
-    key, init_key, eval_key = jax.random.split(key, 3)
-
-    # A missing or broken checkpoint or dataset fails before anything slow.
-    checkpoint, start_iteration = (read_checkpoint(args.resume, args.env_id), None) if args.resume else (None, 0)
-    demos = None if args.load_model else load_demos(task, args)
-    eval_envs = [gym.make(args.env_id) for _ in range(max(1, min(args.num_eval_envs, args.eval_episodes)))]
-    obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
-    if args.load_model:
-        _, nets, student, obs_stats = load_model(args.load_model, obs_dim, action_dim)
-        policy = jax.jit(partial(act, nets=nets))
-        result = evaluate(eval_envs, policy, student, obs_stats, eval_key, args.eval_episodes, 10**6 * (args.seed + 1))
-        print(f"{args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
-        raise SystemExit(0)
-    if demos["observations"].shape[1:] != (obs_dim,) or demos["actions"].shape[1:] != (action_dim,):
-        raise SystemExit(
-            f"error: the demonstrations have (s, a) of sizes {demos['observations'].shape[1:]}, "
-            f"{demos['actions'].shape[1:]}; {args.env_id} has ({obs_dim},), ({action_dim},)"
-        )
-    demos = jax.device_put(demos)
-
+def open_run(args: Args, checkpoint: dict | None, batch_size: int) -> tuple[str, SummaryWriter]:
+    """The run folder (a new one, or the resumed run's) with args.json, wandb if --track, and the TensorBoard writer."""
     if checkpoint:
         run_dir, start_iteration = args.resume, int(checkpoint["iteration"])
         print(f"resuming after iteration {start_iteration} (step {start_iteration * batch_size})")
@@ -994,103 +1046,74 @@ if __name__ == "__main__":
             name=os.path.basename(run_dir),
             save_code=True,
         )
-    writer = SummaryWriter(run_dir, purge_step=start_iteration * batch_size + 1 if checkpoint else None)
+    writer = SummaryWriter(run_dir, purge_step=int(checkpoint["iteration"]) * batch_size + 1 if checkpoint else None)
     if not checkpoint:
         table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
         writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    return run_dir, writer
 
-    # ALGO LOGIC: initialise the networks, the environments and the compiled steps
-    nets, student_tx, teacher_tx = make_networks(args, obs_dim, action_dim)
-    state = init_train_state(init_key, nets, student_tx, teacher_tx, args)
-    train_envs = TrainingEnvs(args.env_id, args.num_envs, args.seed)
-    normalizer = RewardNormalizer(RunningMeanStd(*jnp.array([0.0, 1.0, 1e-4])), jnp.zeros(args.num_envs))
-    if checkpoint:
-        state = flax.serialization.from_state_dict(state, checkpoint["state"])
-        normalizer = flax.serialization.from_state_dict(normalizer, checkpoint["reward_normalizer"])
-        key = jnp.asarray(checkpoint["key"], jnp.uint32)
-        train_envs.load_state_dict(checkpoint["envs"], restart_seed=args.seed + 1000 * start_iteration)
-    teacher_steps = min(demos["observations"].shape[0], batch_size) // args.teacher_batch_size
-    teacher_fn = jax.jit(
-        partial(teacher_update, num_updates=teacher_steps, nets=nets, teacher_tx=teacher_tx, args=args)
-    )
-    relabel_fn = jax.jit(partial(relabel_rewards, nets=nets, args=args))
-    ppo_fn = jax.jit(partial(ppo_update, nets=nets, student_tx=student_tx, args=args))
-    policy = jax.jit(partial(act, nets=nets))
 
-    def stop_on_nan(info: dict, what: str, iteration: int, last_good: TrainState):
-        path = save_model(run_dir, last_good, train_envs.obs_stats, args)
-        writer.close()
-        losses = ", ".join(f"{k} {float(v):.4g}" for k, v in info.items() if "loss" in k)
-        raise SystemExit(
-            f"error: the loss became NaN or infinite at step {(iteration + 1) * batch_size} ({what} of iteration "
-            f"{iteration + 1}: {losses}); the parameters of step {iteration * batch_size} are saved to {path}"
+def write_checkpoint(run_dir, writer, iteration, state, normalizer, key, train_envs: TrainingEnvs, task, batch_size):
+    contents = {"state": state, "reward_normalizer": normalizer, "key": np.asarray(key), "iteration": iteration}
+    contents["envs"] = envs_state(train_envs, with_simulators=task.locomotion)
+    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(contents))
+    with open(os.path.join(run_dir, "checkpoint.json"), "w") as f:
+        json.dump({"iteration": iteration, "step": iteration * batch_size, "time": time.time()}, f)
+
+
+def restore_checkpoint(checkpoint: dict, state, normalizer, train_envs: TrainingEnvs, args: Args):
+    """Inverse of `write_checkpoint`: (state, reward normaliser, key, iteration); the environments in place."""
+    iteration = int(checkpoint["iteration"])
+    state = flax.serialization.from_state_dict(state, checkpoint["state"])
+    normalizer = flax.serialization.from_state_dict(normalizer, checkpoint["reward_normalizer"])
+    restore_envs(train_envs, checkpoint["envs"], restart_seed=args.seed + 1000 * iteration)
+    return state, normalizer, jnp.asarray(checkpoint["key"], jnp.uint32), iteration
+
+
+def envs_state(train_envs: TrainingEnvs, with_simulators: bool) -> dict:
+    envs = train_envs.envs
+    sims = [simulator_state(env) for env in envs.unwrapped.envs] if with_simulators else []
+    finished = np.array(list(zip(envs.return_queue, envs.length_queue, train_envs.successes, strict=True)), np.float64)
+    return {
+        "obs_stats": train_envs.obs_stats._asdict(),
+        "obs": train_envs.obs,
+        "prev_done": train_envs.prev_done,
+        "episode_return": envs.episode_returns,
+        "episode_length": envs.episode_lengths,
+        "finished": finished.reshape(-1, 3),
+        "simulators": np.frombuffer(pickle.dumps(sims), np.uint8),
+    }
+
+
+def restore_envs(train_envs: TrainingEnvs, saved: dict, restart_seed: int):
+    stats, envs = saved["obs_stats"], train_envs.envs
+    train_envs.obs_stats = RunningMeanStd(np.array(stats["mean"]), np.array(stats["var"]), float(stats["count"]))
+    for episode_return, episode_length, success in saved["finished"]:
+        envs.return_queue.append(episode_return)
+        envs.length_queue.append(int(episode_length))
+        train_envs.successes.append(success)
+    sims = pickle.loads(saved["simulators"].tobytes())
+    if sims:  # continue the episodes in progress exactly
+        for env, sim in zip(envs.unwrapped.envs, sims, strict=True):
+            restore_simulator(env, sim)
+        train_envs.obs, train_envs.prev_done = np.array(saved["obs"]), np.array(saved["prev_done"])
+        envs.episode_returns, envs.episode_lengths = (
+            np.array(saved["episode_return"]),
+            np.array(saved["episode_length"]),
         )
+    else:  # restart them
+        train_envs.obs = train_envs.observe(envs.reset(seed=[restart_seed + i for i in range(envs.num_envs)])[0])
 
-    def write_checkpoint(iteration: int):
-        contents = {"state": state, "reward_normalizer": normalizer, "key": np.asarray(key), "iteration": iteration}
-        contents["envs"] = train_envs.state_dict(with_simulators=task.locomotion)
-        write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(contents))
-        with open(os.path.join(run_dir, "checkpoint.json"), "w") as f:
-            json.dump({"iteration": iteration, "step": iteration * batch_size, "time": time.time()}, f)
 
-    eval_interval = max(1, -(-args.eval_every // batch_size))
-    checkpoint_interval = max(1, -(-args.checkpoint_every // batch_size)) if args.checkpoint_every else 0
-    eval_result, start_time = {}, time.time()
-    progress = tqdm(total=num_iterations * batch_size, initial=start_iteration * batch_size, unit="step", smoothing=0.1)
-    for iteration in range(start_iteration, num_iterations):
-        iteration_start = time.time()
-        global_step = (iteration + 1) * batch_size
-        key, rollout_key, teacher_key, reward_key, ppo_key = jax.random.split(key, 5)
-        learning_rate = args.learning_rate * (1 - iteration / num_iterations if args.anneal_lr else 1.0)
-
-        # 1) rollout with the current student; 2) teacher update; 3) relabel with the updated teacher; 4) PPO
-        rollout = collect_rollout(
-            train_envs, policy, state.student, rollout_key, args.num_steps, args.clip_actions, progress
-        )
-        rollout = jax.device_put(rollout)
-        obs_stats = jax.tree.map(jnp.asarray, train_envs.obs_stats)
-        new_state, teacher_info = jax.device_get(
-            teacher_fn(state, demos, obs_stats, rollout.obs, rollout.actions, teacher_key)
-        )
-        if not np.isfinite(teacher_info["teacher_loss"]):
-            stop_on_nan(teacher_info, "teacher loss", iteration, state)
-        rewards, new_normalizer, reward_info = relabel_fn(
-            new_state.teacher, rollout.obs, rollout.actions, rollout.start_masks, normalizer, reward_key
-        )
-        new_state, ppo_info = jax.device_get(ppo_fn(new_state, rollout, rewards, learning_rate, ppo_key))
-        if not np.isfinite(ppo_info["ppo_loss"]):
-            stop_on_nan(ppo_info, "PPO loss", iteration, state)
-        state, normalizer = new_state, new_normalizer
-
-        for k, v in (teacher_info | ppo_info).items():
-            writer.add_scalar(f"{'charts' if k.endswith(('disc_val', 'reward')) else 'losses'}/{k}", v, global_step)
-        for k, v in jax.device_get(reward_info).items():
-            writer.add_scalar(f"charts/mean_{k}", v, global_step)
-        writer.add_scalar("charts/learning_rate", learning_rate, global_step)
-        writer.add_scalar("charts/SPS", batch_size / (time.time() - iteration_start), global_step)
-        for k, v in training_episode_stats(train_envs.finished).items():  # the paper's curves
-            writer.add_scalar(f"charts/{k}", v, global_step)
-        if args.eval_episodes and ((iteration + 1) % eval_interval == 0 or iteration + 1 == num_iterations):
-            noise_key, reset_seed = jax.random.fold_in(eval_key, global_step), 10**6 * (args.seed + 1) + global_step
-            eval_result = evaluate(
-                eval_envs, policy, state.student, train_envs.obs_stats, noise_key, args.eval_episodes, reset_seed
-            )
-            for k, v in eval_result.items():
-                writer.add_scalar(f"eval/{k}", v, global_step)
-            tqdm.write(f"step {global_step}: " + ", ".join(f"eval {k} {v:.3f}" for k, v in eval_result.items()))
-        if checkpoint_interval and (iteration + 1) % checkpoint_interval == 0:
-            write_checkpoint(iteration + 1)
-    progress.close()
-
-    if args.save_model:
-        print(f"model saved to {save_model(run_dir, state, train_envs.obs_stats, args)}")
-    wall_time = time.time() - start_time
-    steps_per_second = (num_iterations - start_iteration) * batch_size / wall_time
-    final = training_episode_stats(train_envs.finished) | {f"eval {k}": v for k, v in eval_result.items()}
-    print(
-        f"{args.env_id}: final "
-        + ", ".join(f"{k} {v:.3f}" for k, v in final.items() if "length" not in k)
-        + f" (training: last {len(train_envs.finished)} episodes) | wall time {wall_time:.0f} s | "
-        f"{steps_per_second:.1f} steps/s (evaluation and compile included)"
-    )
+def stop_on_nan(run_dir, writer, info: dict, what: str, iteration: int, batch_size, last_good, train_envs, args):
+    path = save_model(run_dir, last_good, train_envs.obs_stats, args)
     writer.close()
+    losses = ", ".join(f"{k} {float(v):.4g}" for k, v in info.items() if "loss" in k)
+    raise SystemExit(
+        f"error: the loss became NaN or infinite at step {(iteration + 1) * batch_size} ({what} of iteration "
+        f"{iteration + 1}: {losses}); the parameters of step {iteration * batch_size} are saved to {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
