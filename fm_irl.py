@@ -938,9 +938,8 @@ def main(args: Args) -> None:
 # ======================================================================================================================
 # RUN PLUMBING: the same in every script; nothing here changes the numbers
 # ======================================================================================================================
-# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C.
-# This text is the same in fql.py, fino.py, rldt.py and fm_irl.py (tests/test_plumbing.py compares it): the scripts
-# differ only in the data they pass in (their Args, FLAG_RULES, what their files hold, the commands that make them).
+# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C: the
+# same text in every algorithm file (tests/test_plumbing.py); the scripts differ only in the data they pass in.
 SCRIPT = os.path.basename(__file__)
 RULES = {  # the rules of FLAG_RULES: (test of a value, what is wrong with another); None passes (a default set later)
     "count": (lambda v: v >= 1, "must be positive; give an integer >= 1"),
@@ -993,12 +992,13 @@ def run_args(args):
 
 
 def command_line(args, **changes) -> str:
-    """The command that runs `args` with `changes`: `python <script>` and each flag that is not at its default."""
+    """The command that starts `args` with `changes` afresh: `python <script>` and each flag not at its default."""
     words, defaults = ["python", SCRIPT], Args()
-    for name, value in vars(dataclasses.replace(args, **changes)).items():
+    for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
         flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
-        if value != getattr(defaults, name):
-            words += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, *map(str, values)]
+        if value != getattr(defaults, name):  # a bool flag whose default is None takes a value: --flag True
+            toggle = isinstance(value, bool) and isinstance(getattr(defaults, name), bool)
+            words += [flag if value else f"--no-{flag[2:]}"] if toggle else [flag, *map(str, values)]
     return shlex.join(words)
 
 
@@ -1038,7 +1038,7 @@ def read_model(path: str, keys: tuple) -> tuple:
 def read_checkpoint(args, keys: tuple) -> dict:
     """The raw content of the checkpoint of the run that --resume continues, holding `keys`."""
     path = os.path.join(args.resume, "checkpoint.msgpack")
-    again = command_line(args, resume=None, checkpoint_every=args.checkpoint_every or args.eval_every)
+    again = command_line(args, checkpoint_every=args.checkpoint_every or args.eval_every)
     again = f"start the run again: {again}"
     if not os.path.isfile(path):
         why = "the run stopped before its first checkpoint or ran without --checkpoint-every"
@@ -1152,17 +1152,9 @@ def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
     if args.track:
         import wandb
 
-        name = os.path.basename(run_dir)
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            name=name,
-            id=name,
-            resume="allow",
-            config=vars(args),
-            sync_tensorboard=True,
-            save_code=True,
-        )
+        name = os.path.basename(run_dir)  # the same id: a resumed run continues its wandb run
+        settings = dict(name=name, id=name, resume="allow", config=vars(args), sync_tensorboard=True, save_code=True)
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, **settings)
     writer = SummaryWriter(run_dir, purge_step=step + 1 if args.resume else None, filename_suffix=f".{time.time_ns()}")
     if args.resume is None:
         write_atomically(f"{run_dir}/args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
@@ -1173,11 +1165,13 @@ def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
 
 
 def save_checkpoint(run_dir: str, content: dict, step: int, writer: SummaryWriter) -> SummaryWriter:
-    """`content`, everything the run needs to continue, in checkpoint.msgpack (its step in checkpoint.json), with every
-    event logged so far on disk first; returns the writer of the events that follow (a new file, ordered by its name)."""
+    """`content`, everything the run needs to continue, in checkpoint.msgpack (its scalars and `step` in
+    checkpoint.json), with every event logged so far on disk first; returns the writer of the events that follow (a new
+    file: the suffix keeps files of one second apart and in order)."""
     writer.close()
     write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
-    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps({"step": step}).encode())
+    scalars = {k: v for k, v in content.items() if isinstance(v, int | float | str)}  # for a look without loading
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(scalars | {"step": step}).encode())
     return SummaryWriter(run_dir, filename_suffix=f".{time.time_ns()}")
 
 
@@ -1191,7 +1185,9 @@ def on_ctrl_c(run_dir: str | None) -> None:
             with open(summary) as f:
                 line = f"the last checkpoint is in {run_dir} (step {json.load(f)['step']}); continue the run with: "
             line += shlex.join(["python", SCRIPT, "--resume", run_dir])
-        print(f"\ninterrupted: {line}", file=sys.stderr)
+        for bar in list(tqdm._instances):  # closed first, so that this line is the last one
+            bar.close()
+        print(f"interrupted: {line}", file=sys.stderr)
         raise SystemExit(130)
 
     signal.signal(signal.SIGINT, stop)

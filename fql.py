@@ -187,23 +187,19 @@ def load_data(env_id: str, dataset_name: str, dataset_dir: str, success_timing: 
     why = ""
     if not all(os.path.exists(path) for path in paths):
         why = download(lambda: ogbench.download_datasets([dataset_name], dataset_dir), "rail.eecs.berkeley.edu")
-    fetch = f"import ogbench; ogbench.download_datasets([{dataset_name!r}], dataset_dir={dataset_dir!r})"
-    remake = [
-        f"  {why}" if why else None,
-        f"  or download it (delete a broken file first): {shlex.join(['python', '-c', fetch])}",
-    ]
+    make = f"python benchmark/make_dataset.py --dataset {dataset_name} --out-dir {shlex.quote(dataset_dir)}"
+    fetch = f'import ogbench; ogbench.download_datasets(["{dataset_name}"], "{dataset_dir}")'
+    remake = f"  not downloaded: {why}\n" if why else ""
     if not dataset_name.startswith(("humanoidmaze", "antsoccer")):  # benchmark/make_dataset.py makes the others
-        make = ["python", "benchmark/make_dataset.py", "--dataset", dataset_name, "--out-dir", dataset_dir]
-        remake[1:1] = [f"  make it on this machine: {shlex.join(make)}"]
+        remake += f"  make it on this machine: {make}\n"
+    remake += f"  or download it (delete a broken file first): {shlex.join(['python', '-c', fetch])}"
     env = ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=success_timing)
     shapes = {"observations": env.observation_space.shape, "actions": env.action_space.shape, "terminals": ()}
-    shapes |= {
-        k: None
-        for k in ("qpos", "qvel", "button_states")
-        if k != "button_states" or "scene" in dataset_name or "puzzle" in dataset_name
-    }
+    shapes |= {"qpos": None, "qvel": None, "button_states": None}  # the states the rewards are relabelled from
+    if not dataset_name.startswith(("scene", "puzzle")):
+        del shapes["button_states"]
     for path in paths:
-        read_npz(path, shapes, env_id, "\n".join(line for line in remake if line))
+        read_npz(path, shapes, env_id, remake)
     train, val = ogbench.make_env_and_datasets(env_id, dataset_path=train_path, dataset_only=True, cur_env=env)
     for dataset in (train, val):  # keep actions strictly inside (-1, 1), as the official code does
         dataset["actions"] = np.clip(dataset["actions"], -1 + 1e-5, 1 - 1e-5)
@@ -488,7 +484,8 @@ def main(args: Args) -> None:
         infos = jax.device_get(infos)
         if not np.isfinite(infos["total_loss"]).all():
             bad_step = step + 1 + int(np.argmax(~np.isfinite(infos["total_loss"])))
-            stop_on_nan(bad_step, step, save_model(run_dir, args.exp_name, saved_model(state), args), writer, progress)
+            path = save_model(run_dir, args.exp_name, saved_model(state), args)
+            stop_on_nan(bad_step, step, path, writer, progress)
         state, step = new_state, step + num_steps
         progress.update(num_steps)
         if step % args.log_every == 0 or step == args.offline_steps:
@@ -565,9 +562,8 @@ def main(args: Args) -> None:
 # ======================================================================================================================
 # RUN PLUMBING: the same in every script; nothing here changes the numbers
 # ======================================================================================================================
-# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C.
-# This text is the same in fql.py, fino.py, rldt.py and fm_irl.py (tests/test_plumbing.py compares it): the scripts
-# differ only in the data they pass in (their Args, FLAG_RULES, what their files hold, the commands that make them).
+# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C: the
+# same text in every algorithm file (tests/test_plumbing.py); the scripts differ only in the data they pass in.
 SCRIPT = os.path.basename(__file__)
 RULES = {  # the rules of FLAG_RULES: (test of a value, what is wrong with another); None passes (a default set later)
     "count": (lambda v: v >= 1, "must be positive; give an integer >= 1"),
@@ -620,12 +616,13 @@ def run_args(args):
 
 
 def command_line(args, **changes) -> str:
-    """The command that runs `args` with `changes`: `python <script>` and each flag that is not at its default."""
+    """The command that starts `args` with `changes` afresh: `python <script>` and each flag not at its default."""
     words, defaults = ["python", SCRIPT], Args()
-    for name, value in vars(dataclasses.replace(args, **changes)).items():
+    for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
         flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
-        if value != getattr(defaults, name):
-            words += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, *map(str, values)]
+        if value != getattr(defaults, name):  # a bool flag whose default is None takes a value: --flag True
+            toggle = isinstance(value, bool) and isinstance(getattr(defaults, name), bool)
+            words += [flag if value else f"--no-{flag[2:]}"] if toggle else [flag, *map(str, values)]
     return shlex.join(words)
 
 
@@ -665,7 +662,7 @@ def read_model(path: str, keys: tuple) -> tuple:
 def read_checkpoint(args, keys: tuple) -> dict:
     """The raw content of the checkpoint of the run that --resume continues, holding `keys`."""
     path = os.path.join(args.resume, "checkpoint.msgpack")
-    again = command_line(args, resume=None, checkpoint_every=args.checkpoint_every or args.eval_every)
+    again = command_line(args, checkpoint_every=args.checkpoint_every or args.eval_every)
     again = f"start the run again: {again}"
     if not os.path.isfile(path):
         why = "the run stopped before its first checkpoint or ran without --checkpoint-every"
@@ -779,17 +776,9 @@ def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
     if args.track:
         import wandb
 
-        name = os.path.basename(run_dir)
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            name=name,
-            id=name,
-            resume="allow",
-            config=vars(args),
-            sync_tensorboard=True,
-            save_code=True,
-        )
+        name = os.path.basename(run_dir)  # the same id: a resumed run continues its wandb run
+        settings = dict(name=name, id=name, resume="allow", config=vars(args), sync_tensorboard=True, save_code=True)
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, **settings)
     writer = SummaryWriter(run_dir, purge_step=step + 1 if args.resume else None, filename_suffix=f".{time.time_ns()}")
     if args.resume is None:
         write_atomically(f"{run_dir}/args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
@@ -800,11 +789,13 @@ def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
 
 
 def save_checkpoint(run_dir: str, content: dict, step: int, writer: SummaryWriter) -> SummaryWriter:
-    """`content`, everything the run needs to continue, in checkpoint.msgpack (its step in checkpoint.json), with every
-    event logged so far on disk first; returns the writer of the events that follow (a new file, ordered by its name)."""
+    """`content`, everything the run needs to continue, in checkpoint.msgpack (its scalars and `step` in
+    checkpoint.json), with every event logged so far on disk first; returns the writer of the events that follow (a new
+    file: the suffix keeps files of one second apart and in order)."""
     writer.close()
     write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
-    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps({"step": step}).encode())
+    scalars = {k: v for k, v in content.items() if isinstance(v, int | float | str)}  # for a look without loading
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(scalars | {"step": step}).encode())
     return SummaryWriter(run_dir, filename_suffix=f".{time.time_ns()}")
 
 
@@ -818,7 +809,9 @@ def on_ctrl_c(run_dir: str | None) -> None:
             with open(summary) as f:
                 line = f"the last checkpoint is in {run_dir} (step {json.load(f)['step']}); continue the run with: "
             line += shlex.join(["python", SCRIPT, "--resume", run_dir])
-        print(f"\ninterrupted: {line}", file=sys.stderr)
+        for bar in list(tqdm._instances):  # closed first, so that this line is the last one
+            bar.close()
+        print(f"interrupted: {line}", file=sys.stderr)
         raise SystemExit(130)
 
     signal.signal(signal.SIGINT, stop)

@@ -9,11 +9,16 @@ milliseconds to a second. Cases are grouped by script; add a script's cases to i
 
 import contextlib
 import dataclasses
+import glob
 import importlib.util
 import io
 import json
 import os
+import re
 import runpy
+import shlex
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
@@ -22,6 +27,7 @@ import flax
 import numpy as np
 import pytest
 import submitit  # noqa: F401  (configures logging when first imported, closing pytest's handlers: not inside a test)
+import tyro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmark"))
@@ -32,7 +38,7 @@ import train_expert  # noqa: E402
 def run_script(script: str, argv: list[str], cwd: str) -> tuple[int, str]:
     """Run `script` as __main__ with `argv`; return (exit status, stderr). Any exception but SystemExit propagates."""
     stderr = io.StringIO()
-    old_argv, old_cwd = sys.argv, os.getcwd()
+    old_argv, old_cwd, old_handler = sys.argv, os.getcwd(), signal.getsignal(signal.SIGINT)
     sys.argv = [script, *argv]
     os.chdir(cwd)
     try:
@@ -46,6 +52,7 @@ def run_script(script: str, argv: list[str], cwd: str) -> tuple[int, str]:
     finally:
         sys.argv = old_argv
         os.chdir(old_cwd)
+        signal.signal(signal.SIGINT, old_handler)  # the scripts install their own for Ctrl-C
     return status, stderr.getvalue()
 
 
@@ -390,6 +397,61 @@ CASES += [
 ]
 
 
+# fql.py and fino.py: the kinds of bad input that once ended in a traceback or in a failure after training ------------
+
+
+def runs_is_a_file(tmp: str) -> None:
+    open(os.path.join(tmp, "runs"), "w").close()  # where the run folder goes
+
+
+def deleted_validation_split(folder: str) -> None:
+    write_dataset(folder)
+    os.remove(os.path.join(folder, "cube-single-play-v0-val.npz"))
+
+
+for script in ("fql.py", "fino.py"):
+    CASES += [
+        Case(script, ["--seed", "-1"], 2, "error: --seed -1: must be in [0, 2^32)"),
+        Case(script, ["--exp-name", "a/b", "--save-model"], 2, "error: --exp-name 'a/b': must be a non-empty name"),
+        Case(script, ["--exp-name", "run:1"], 2, "error: --exp-name 'run:1': must be a non-empty name without '/'"),
+        Case(script, ["--dataset-dir", "{tmp}"], 1, "{tmp}/runs must be a folder this user can write", runs_is_a_file),
+        Case(script, ["--load-model", "{tmp}/run/m.flax", "--eval-episodes", "0"], 2, "--load-model only evaluates"),
+        Case(
+            script,
+            ["--dataset-dir", "{tmp}"],
+            1,
+            "error: dataset file {tmp}/cube-single-play-v0-val.npz not found",
+            deleted_validation_split,
+        ),
+        Case(
+            script,
+            ["--dataset-dir", "{tmp}"],
+            1,
+            "error: dataset file {tmp}/cube-single-play-v0.npz holds NaN or infinite actions",
+            lambda tmp: write_dataset(tmp, actions=np.full((30, 5), np.nan, np.float32)),
+        ),
+        Case(
+            script,
+            ["--load-model", "{tmp}/run/" + script.replace(".py", ".flax"), "--eval-episodes", "1"],
+            1,
+            f"is not a model saved by {script}",
+            lambda tmp, script=script: run_folder(tmp, script, FQL_ARGS, model=b"\x00 not msgpack"),
+        ),
+        Case(
+            script,
+            ["--resume", "{tmp}/run"],
+            1,
+            "error: {tmp}/run/checkpoint.msgpack not found: the run stopped before its first checkpoint",
+            lambda tmp, script=script: run_folder(tmp, script, FQL_ARGS),
+        ),
+    ]
+SUGGESTIONS_CHECKED = (
+    "fql.py",
+    "fino.py",
+    "fm_irl.py",
+)  # scripts whose suggested commands the next test parses and checks
+
+
 # benchmark/suite.py ---------------------------------------------------------------------------------------------------
 
 CASES += [
@@ -695,6 +757,12 @@ CASES += [
         "error: --eval-episodes 0: --load-model only evaluates",
         _write_fm_irl_model,
     ),
+    Case(  # a mistyped dataset id: no command suggested that would be refused in turn
+        "fm_irl.py",
+        ["--dataset-id", "mujoco/hoper/expert-v0", *_SMALL],
+        1,
+        "error: Minari dataset mujoco/hoper/expert-v0 (",
+    ),
     Case(  # 20 demonstration transitions are kept, but a rollout holds 16
         "fm_irl.py",
         [*_MAZE, "--num-envs", "2", "--num-steps", "8", "--teacher-batch-size", "18", "--total-timesteps", "16"],
@@ -756,6 +824,69 @@ def test_bad_input_gives_one_clear_line(case: Case, tmp_path):
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in case.argv]
     status, stderr = run_script(case.script, argv, str(tmp_path))
     assert_clean_error(status, stderr, case.status, case.needle.replace("{tmp}", str(tmp_path)))
+    if case.script in SUGGESTIONS_CHECKED:
+        check_suggested_commands(stderr)
+
+
+def check_suggested_commands(message: str) -> None:
+    """Each command a message suggests (`python <script> <flags>`) passes that script's own flag check, and a
+    `python -c` one compiles: a suggested fix is never itself refused."""
+    for command in re.findall(r"\bpython (.+)$", message, flags=re.MULTILINE):
+        argv = shlex.split(command)
+        if argv[0] == "-c":
+            compile(argv[1], "<suggested command>", "exec")
+            continue
+        module = importlib.import_module(os.path.basename(argv[0])[: -len(".py")])
+        module.check_args(tyro.cli(module.Args, args=argv[1:], prog=argv[0]))
+
+
+# Ctrl-C: one line that says where the last checkpoint is and the command that continues the run, status 130.
+PRESS_CTRL_C = """
+import os, runpy, signal, sys
+from tqdm import tqdm
+update, at = tqdm.update, int(sys.argv.pop(1))
+
+def update_then_press_ctrl_c(bar, n=1):
+    update(bar, n)
+    if bar.n >= at:
+        os.kill(os.getpid(), signal.SIGINT)
+
+tqdm.update, sys.argv = update_then_press_ctrl_c, sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", ["fql.py", "fino.py"])
+def test_ctrl_c_ends_the_run_with_one_line_and_status_130_and_its_command_finishes_the_run(
+    script, tmp_path, cube_single_dir
+):
+    """A real SIGINT once the bar reaches step 120 of 200 (checkpoints at 50 and 100); then the suggested command."""
+    flags = ["--env-id", "cube-single", "--dataset-dir", cube_single_dir, "--offline-steps", "200"]
+    flags += ["--online-steps", "0", "--steps-per-call", "10", "--log-every", "50", "--checkpoint-every", "50"]
+    flags += ["--eval-episodes", "0", "--actor-hidden-dims", "16", "--value-hidden-dims", "16", "--batch-size", "8"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    command = [sys.executable, "-c", PRESS_CTRL_C, "120", os.path.join(ROOT, script), *flags]
+    interrupted = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    (run_dir,) = glob.glob("runs/*", root_dir=tmp_path)
+    lines = [line for line in interrupted.stderr.splitlines() if line.strip()]
+    resume = f"python {script} --resume {run_dir}"
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert lines[-1] == f"interrupted: the last checkpoint is in {run_dir} (step 100); continue the run with: {resume}"
+    assert (
+        sum(line.startswith(("interrupted", "error")) for line in lines) == 1 and "Traceback" not in interrupted.stderr
+    )
+    assert not glob.glob(str(tmp_path / run_dir / "*.tmp"))
+
+    _, resumed_script, *resume_flags = shlex.split(lines[-1].split(": ")[-1])
+    resumed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, resumed_script), *resume_flags],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint at step 100" in resumed.stdout and "no evaluation" in resumed.stdout
 
 
 # fm_irl.py with a broken Minari dataset: each is named (id and folder) with what is wrong and how to make a good one.
@@ -796,3 +927,4 @@ def test_a_broken_minari_dataset_is_named_with_what_is_wrong(kind, flags, needle
     folder = os.path.join(root, "mujoco", "hopper", "expert-v0")
     assert_clean_error(status, stderr, 1, f"error: Minari dataset mujoco/hopper/expert-v0 ({folder}) {needle}")
     assert "python benchmark/make_dataset.py --dataset mujoco/hopper/expert-v0" in stderr
+    check_suggested_commands(stderr)

@@ -6,7 +6,7 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BANNER = "# RUN PLUMBING: the same in every script; nothing here changes the numbers\n"
-FILES = ["fql.py", "fm_irl.py"]  # every algorithm file that carries the section (fino.py joins when restructured)
+FILES = ["fql.py", "fino.py", "fm_irl.py"]  # every algorithm file that carries the section
 
 
 def plumbing_section(name: str) -> str:
