@@ -815,9 +815,10 @@ def restore_environments(train_envs: TrainingEnvs, saved: dict, restart_seed: in
 # Training loop
 def main(args: Args) -> None:
     args = run_args(args)  # with --resume: the arguments saved in the run folder
+    task = check_args(args)
     if args.load_model:  # evaluate a saved student on its own task
         args = dataclasses.replace(args, env_id=read_model(args.load_model, MODEL_KEYS)[0].env_id)
-    task = check_args(args)
+        task = check_args(args)
     args = with_task_defaults(args, task)
     checkpoint = read_checkpoint(args, CHECKPOINT_KEYS) if args.resume else None
     batch_size = args.num_steps * args.num_envs
