@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import flax
+import jax
 import numpy as np
 import pytest
 import submitit  # noqa: F401  (configures logging when first imported, closing pytest's handlers: not inside a test)
@@ -32,6 +33,7 @@ import tyro
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmark"))
 
+import make_dataset  # noqa: E402
 import train_expert  # noqa: E402
 
 
@@ -137,7 +139,7 @@ CASES: list[Case] = [
         "{tmp}/run/actor.json is not the record of a train_expert.py run",
         write_file("run/actor.json", b"{truncated"),
     ),
-    # benchmark/train_expert.py (and its old name for the ant, benchmark/train_ant_expert.py)
+    # benchmark/train_expert.py
     Case("benchmark/train_expert.py", ["--env-id", "Hopper-v4"], 2, "--env-id Hopper-v4: no recipe"),
     Case("benchmark/train_expert.py", ["--total-steps", "0"], 2, "--total-steps 0: must be positive"),
     Case("benchmark/train_expert.py", ["--checkpoint-every", "-1"], 2, "--checkpoint-every -1"),
@@ -145,7 +147,7 @@ CASES: list[Case] = [
     Case("benchmark/train_expert.py", ["--discount", "1.0"], 2, "--discount 1.0: must be in [0, 1)"),
     Case("benchmark/train_expert.py", ["--tau", "0"], 2, "--tau 0.0"),
     Case("benchmark/train_expert.py", ["--learning-starts", "-5"], 2, "--learning-starts -5"),
-    Case("benchmark/train_ant_expert.py", ["--eval-episodes", "0"], 2, "--eval-episodes 0"),
+    Case("benchmark/train_expert.py", ["--env-id", "ant-xy", "--eval-episodes", "0"], 2, "--eval-episodes 0"),
     Case(
         "benchmark/train_expert.py",
         ["--env-id", "Hopper-v5", "--out-dir", "{tmp}/run"],
@@ -782,7 +784,7 @@ CASES += [
 ]
 
 
-# benchmark/summarize.py --rldt and benchmark/summarize_fm_irl.py: the same folder checks; damaged run folders are skipped
+# benchmark/summarize.py --rldt and --fm-irl: the same folder checks; damaged run folders are skipped
 CASES += [
     Case("benchmark/summarize.py", ["--rldt", "--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
     Case(
@@ -792,21 +794,210 @@ CASES += [
         "error: no rldt.py fine-tuning run under {tmp} has logged an evaluation yet",
         write_file("r1/args.json", b"{not json"),
     ),
-    Case("benchmark/summarize_fm_irl.py", ["--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
+    Case("benchmark/summarize.py", ["--fm-irl", "--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
     Case(
-        "benchmark/summarize_fm_irl.py",
-        ["--runs-dir", "{tmp}", "--out-dir", "{tmp}/f"],
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}", "--out-dir", "{tmp}/f"],
         2,
         "--out-dir {tmp}/f: is a file",
         write_file("f", b""),
     ),
-    Case("benchmark/summarize_fm_irl.py", ["--runs-dir", "{tmp}", "--dataset-note", " "], 2, "--dataset-note '': must"),
     Case(
-        "benchmark/summarize_fm_irl.py",
-        ["--runs-dir", "{tmp}"],
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}", "--dataset-note", " "],
+        2,
+        "--dataset-note '': must",
+    ),
+    Case("benchmark/summarize.py", ["--rldt", "--fm-irl"], 2, "error: --fm-irl (with --rldt): give one of them"),
+    Case(
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}"],
         1,
         "error: no fm_irl.py run under {tmp} has logged a training episode yet",
         write_file("r1/args.json", b"{not json"),
+    ),
+]
+
+
+# benchmark/make_dataset.py and benchmark/train_expert.py: the probe kinds that lost or mixed data, or ended in a
+# traceback (issue 18). Refusals that suggest commands are checked to accept them in tests/test_benchmark_tools.py.
+
+
+def hopper_expert(tmp: str) -> None:
+    """`<tmp>/hopper.msgpack` (+ .json): a small random actor with a Hopper-v5 expert's sizes and record."""
+    recipe = dataclasses.replace(train_expert.RECIPES["Hopper-v5"], hidden_dims=(8,))
+    params = train_expert.init_actor_params(jax.random.PRNGKey(0), 11, 3, recipe)
+    evaluation = {"step": 10, "minutes": 0.0, "deterministic": {"return_mean": 1.0, "return_std": 0.0}}
+    info = {"env_id": "Hopper-v5", "config": {"recipe": dataclasses.asdict(recipe)}, "evaluations": [evaluation]}
+    train_expert.save_expert(os.path.join(tmp, "hopper.msgpack"), params, info)
+
+
+def cube_parts(config: bytes | None = None):
+    """A setup that leaves `<tmp>/cube-single-play-v0.parts` as an interrupted run does: one episode file, and a
+    config.json with the settings of the default command (`config` None), or with the given bytes (b"": none)."""
+
+    def setup(tmp: str) -> None:
+        parts = os.path.join(tmp, "cube-single-play-v0.parts")
+        _, spec, _ = make_dataset.resolve(make_dataset.Args(dataset="cube-single-play-v0"))
+        make_dataset.prepare_parts_dir(parts, spec, seed=0)
+        np.savez(os.path.join(parts, "episode_000000.npz"), observations=np.zeros((2, 28), np.float32))
+        if config is not None:
+            os.remove(os.path.join(parts, "config.json"))
+            if config:
+                write_file("cube-single-play-v0.parts/config.json", config)(tmp)
+
+    return setup
+
+
+def expert_folder(files: dict[str, bytes], config: bytes | None = None):
+    """A setup that fakes a train_expert.py run folder `<tmp>/run` holding these files, and a config.json with the
+    settings of `_SAC` below (`config` None), or with the given bytes (b"": none)."""
+
+    def setup(tmp: str) -> None:
+        for name, content in files.items():
+            write_file(f"run/{name}", content)(tmp)
+        if config is None:
+            flags = dict(total_steps=10, learning_starts=10, eval_episodes=1)
+            args, recipe = train_expert.resolve(train_expert.Args(out_dir=os.path.join(tmp, "run"), **flags))
+            config_json = {"args": dataclasses.asdict(args), "recipe": dataclasses.asdict(recipe)}
+            write_file("run/config.json", json.dumps(config_json).encode())(tmp)
+        elif config:
+            write_file("run/config.json", config)(tmp)
+
+    return setup
+
+
+_MD, _TE = "benchmark/make_dataset.py", "benchmark/train_expert.py"
+# Each case also names a tiny dataset in the temporary folder: the code before the fix ran on, and must not have
+# filled the home folder or trained for hours while it failed these cases.
+_CUBE = ["--dataset", "cube-single-play-v0", "--out-dir", "{tmp}", "--workers", "1", "--num-episodes", "1"]
+_MINARI = ["--expert-path", "{tmp}/hopper.msgpack", "--out-dir", "{tmp}", "--workers", "1"]
+_SAC = ["--out-dir", "{tmp}/run", "--total-steps", "10", "--learning-starts", "10", "--eval-episodes", "1"]
+CASES += [
+    # make_dataset.py: flags that cannot make the dataset, refused before anything is collected or touched.
+    Case(
+        _MD,
+        [*_MINARI, "--dataset", "mujoco/hopper/medium-v0", "--num-steps", "100"],
+        2,
+        "error: --num-steps 100: fewer than one episode of up to 1000 steps (Minari keeps whole episodes only)",
+        hopper_expert,
+    ),
+    Case(
+        _MD,
+        [*_MINARI, "--dataset", "mujoco/walker2d/medium-v0", "--num-steps", "2000"],
+        2,
+        "error: --expert-path {tmp}/hopper.msgpack: an actor of Hopper-v5 (11 inputs, 3 actions), where Walker2d-v5 "
+        "needs one of Walker2d-v5 (17 inputs, 6 actions)",
+        hopper_expert,
+    ),
+    Case(_MD, [*_CUBE, "--max-episode-steps", "5", "--seed", "-1"], 2, "error: --seed -1: must be in [0, 2^32)"),
+    Case(
+        _MD,
+        ["--dataset", "cube-single-play-v0", "--out-dir", "{tmp}/f", "--num-episodes", "1", "--workers", "1"],
+        2,
+        "error: --out-dir {tmp}/f: is a file; give a folder",
+        write_file("f", b""),
+    ),
+    Case(
+        _MD,
+        [
+            *_MINARI,
+            "--dataset",
+            "mujoco/hopper/expert-v0",
+            "--noise",
+            "0.2",
+            "--num-steps",
+            "30",
+            "--max-episode-steps",
+            "30",
+        ],
+        2,
+        "error: --noise 0.2: Minari's policy samples its own actions",
+        hopper_expert,
+    ),
+    Case(_MD, [*_CUBE, "--max-episode-steps", "5", "--expert-path", "x"], 2, "error: --expert-path x: only antmaze"),
+    Case(_MD, [*_CUBE, "--max-episode-steps", "1"], 2, "error: --max-episode-steps 1: OGBench's loader drops"),
+    # make_dataset.py: a parts folder continues only under the settings it was made with.
+    Case(
+        _MD,
+        _CUBE,
+        1,
+        "error: {tmp}/cube-single-play-v0.parts/config.json, the settings of the 1 episodes in "
+        "{tmp}/cube-single-play-v0.parts, is unreadable (JSONDecodeError",
+        cube_parts(b'{"kind": "pl'),
+    ),
+    Case(
+        _MD,
+        [*_CUBE, "--max-episode-steps", "5"],
+        1,
+        "error: {tmp}/cube-single-play-v0.parts holds 1 episodes without the settings they were made with",
+        cube_parts(b""),
+    ),
+    Case(
+        _MD,
+        [*_CUBE, "--noise", "0.3"],
+        1,
+        "error: {tmp}/cube-single-play-v0.parts holds 1 episodes made with other settings (--noise 0.3 here, 0.1 "
+        "there); one dataset must not mix two.",
+        cube_parts(),
+    ),
+    # train_expert.py: flags.
+    Case(_TE, [*_SAC, "--seed", "-1"], 2, "error: --seed -1: must be in [0, 2^32)"),
+    Case(_TE, ["--out-dir", "{tmp}/f"], 2, "error: --out-dir {tmp}/f: is a file; give a folder", write_file("f", b"")),
+    Case(_TE, [*_SAC, "--eval-noise", "nan"], 2, "error: --eval-noise nan: must be a finite number >= 0"),
+    Case(
+        _TE,
+        [*_SAC, "--checkpoint-every", "3"],
+        2,
+        "error: --checkpoint-every 3: must be a multiple of the 5 environments that Hopper-v5's recipe steps together",
+    ),
+    Case(
+        _TE,
+        ["--env-id", "Hoper-v5"],
+        2,
+        "error: --env-id Hoper-v5: no recipe for it (accepted: Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, "
+        "ant-xy); did you mean Hopper-v5: python benchmark/train_expert.py --env-id Hopper-v5",
+    ),
+    # train_expert.py: a run folder continues only under the settings it was started with.
+    Case(
+        _TE,
+        [*_SAC, "--discount", "0.5"],
+        1,
+        "error: {tmp}/run holds a run (resume.msgpack) without the settings it was started with (no config.json)",
+        expert_folder({"resume.msgpack": b""}, config=b""),
+    ),
+    Case(
+        _TE,
+        _SAC,
+        1,
+        "error: {tmp}/run/config.json, the settings of the run in {tmp}/run, is unreadable (JSONDecodeError",
+        expert_folder({"resume.msgpack": b""}, config=b'{"args": {"env_'),
+    ),
+    Case(
+        _TE,
+        [*_SAC, "--discount", "0.5"],
+        1,
+        "error: {tmp}/run holds a run with other settings (--discount 0.5 here, 0.99 in that run)",
+        expert_folder({"resume.msgpack": b""}),
+    ),
+    Case(
+        _TE,
+        _SAC,
+        1,
+        "error: {tmp}/run holds an expert (actor.msgpack) but not the training state to continue it",
+        expert_folder({"actor.msgpack": b"weights"}),
+    ),
+    # suite.py: its folders, as make_dataset.py's and train_expert.py's --out-dir (--dry-run: the code before the fix
+    # ran the suite on).
+    *(
+        Case(
+            "benchmark/suite.py",
+            [flag, "{tmp}/f", "--dry-run"],
+            2,
+            f"error: {flag} {{tmp}}/f: must name a folder (made if missing), not a file",
+            write_file("f", b""),
+        )
+        for flag in ("--results-dir", "--log-dir")
     ),
 ]
 
