@@ -1217,8 +1217,9 @@ def command_line(args, **changes) -> str:
     words, defaults = ["python", SCRIPT], Args()
     for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
         flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
-        if value != getattr(defaults, name):
-            words += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, *map(str, values)]
+        if value != getattr(defaults, name):  # a bool flag whose default is None takes a value: --flag True
+            toggle = isinstance(value, bool) and isinstance(getattr(defaults, name), bool)
+            words += [flag if value else f"--no-{flag[2:]}"] if toggle else [flag, *map(str, values)]
     return shlex.join(words)
 
 
