@@ -83,6 +83,9 @@ class Args:
     """folder of the OGBench demonstration files made by `benchmark/make_dataset.py --demos`"""
     num_demos: int | None = None
     """demonstration trajectories used (the first ones of the dataset); default: the paper's value for the task"""
+    full_length_demos: bool = True
+    """Minari demonstrations: take the first episodes that last the whole time limit, as the official trajectory
+    saver keeps only those (an episode that ends in a fall is not an expert's); off: the first episodes"""
     demo_noise: float | None = None
     """train on the noisier demonstrations of `make_dataset.py --demos --noise X`, read from
     `<dataset-dir>/demos-noise<X>/` (the file's noise must be X); default: the demonstrations in --dataset-dir"""
@@ -105,7 +108,10 @@ class Args:
     learning_rate: float = 1e-4
     """Adam learning rate of the student (actor, log-std and critic together)"""
     anneal_lr: bool = True
-    """decay the student's learning rate linearly to 0, once per iteration"""
+    """decay the student's learning rate linearly to 0, once per iteration, over --lr-env-steps"""
+    lr_env_steps: int | None = None
+    """environment steps over which the learning rate decays (the official --lr-env-steps): a shorter run follows
+    the official schedule and stops early; default: the paper's budget for the task, or --total-timesteps if longer"""
     num_epochs: int = 10
     """PPO epochs over each rollout"""
     num_minibatches: int = 32
@@ -164,7 +170,7 @@ class Args:
 FLAG_RULES = {
     "count": "total_timesteps num_envs num_steps eval_every num_eval_envs num_epochs num_minibatches hidden_dim "
     "teacher_hidden_dim teacher_depth teacher_batch_size label_dim fm_time_levels regularizer_samples "
-    "regularizer_flow_steps num_demos",
+    "regularizer_flow_steps num_demos lr_env_steps",
     "count_or_off": "checkpoint_every eval_episodes",
     "positive": "learning_rate clip_coef max_grad_norm adam_eps teacher_lr",
     "non_negative": "ent_coef vf_coef disc_bc_coef regularizer_coef demo_noise",
@@ -253,7 +259,9 @@ def with_task_defaults(args: Args, task: Task) -> Args:
     """Fill every unset per-task flag with the paper's value for the task; an explicit flag wins."""
     settings = PAPER_TASKS[task.paper_task]._asdict()
     values = {k: v for k, v in settings.items() if getattr(args, k) is None}
-    return dataclasses.replace(args, env_id=task.env_id, num_demos=args.num_demos or task.num_demos, **values)
+    lr_env_steps = args.lr_env_steps or max(settings["total_timesteps"], args.total_timesteps or 0)
+    num_demos = args.num_demos or task.num_demos
+    return dataclasses.replace(args, env_id=task.env_id, num_demos=num_demos, lr_env_steps=lr_env_steps, **values)
 
 
 def check_args(args: Args) -> Task:
@@ -273,6 +281,9 @@ def check_args(args: Args) -> Task:
         fail("teacher_batch_size", teacher_batch_size, why)
     if (args.total_timesteps or settings.total_timesteps) < rollout_size:
         fail("total_timesteps", args.total_timesteps, f"is less than one iteration of {rollout_size} steps")
+    if args.lr_env_steps is not None and args.lr_env_steps < (args.total_timesteps or settings.total_timesteps):
+        why = "must be at least --total-timesteps (the learning rate would turn negative); give more, or leave it out"
+        fail("lr_env_steps", args.lr_env_steps, why)
     if args.num_minibatches > rollout_size:
         fail("num_minibatches", args.num_minibatches, f"exceeds the {rollout_size} transitions of a rollout")
     if args.demo_noise is not None and task.locomotion:
@@ -293,7 +304,13 @@ def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
             remake = f"  python benchmark/train_expert.py --env-id {MINARI_ENVS[name[1]]}\n"
             remake += f"  python benchmark/make_dataset.py --dataset {source}"
         episodes = read_minari(source, shapes, args.env_id, remake)
+        kept = "episodes"
+        if args.full_length_demos:  # episodes cut by the time limit, not ended by a fall
+            time_limit = gym.spec(args.env_id).max_episode_steps
+            episodes = [episode for episode in episodes if len(episode.actions) == time_limit]
+            kept = f"episodes of the whole {time_limit} steps (--no-full-length-demos: of any length)"
         num_episodes, num_demos = len(episodes), args.num_demos
+        print(f"demonstrations: episodes {[int(episode.id) for episode in episodes[:num_demos]]} of {source}")
         observations = np.concatenate([episode.observations[:-1] for episode in episodes[:num_demos]])
         actions = np.concatenate([episode.actions for episode in episodes[:num_demos]])
     else:
@@ -315,8 +332,9 @@ def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
         num_episodes, num_demos = len(ends), args.num_demos or max(len(ends), 1)
         rows = ends[num_demos - 1] + 1 if num_episodes >= num_demos else 0
         observations, actions = data["observations"][:rows], data["actions"][:rows]
+        kept = "demonstrations"
     if num_episodes < num_demos:
-        raise SystemExit(f"error: {source} holds {num_episodes} demonstrations, fewer than --num-demos {num_demos}")
+        raise SystemExit(f"error: {source} holds {num_episodes} {kept}, fewer than --num-demos {num_demos}")
     keep = np.arange(len(observations))
     np.random.default_rng(args.seed).shuffle(keep)
     keep = keep[: int(len(keep) * args.demo_frac)]
@@ -823,6 +841,7 @@ def main(args: Args) -> None:
     checkpoint = read_checkpoint(args, CHECKPOINT_KEYS) if args.resume else None
     batch_size = args.num_steps * args.num_envs
     num_iterations = args.total_timesteps // batch_size
+    lr_iterations = args.lr_env_steps // batch_size  # the official number of updates of the linear decay
     print(
         f"env: {args.env_id} (settings of the paper's {task.paper_task}); {num_iterations} iterations of {batch_size} "
         f"steps; teacher {args.teacher_depth}x{args.teacher_hidden_dim} lr {args.teacher_lr}; regulariser "
@@ -877,7 +896,7 @@ def main(args: Args) -> None:
         iteration_start = time.time()
         global_step = (iteration + 1) * batch_size
         key, rollout_key, teacher_key, reward_key, ppo_key = jax.random.split(key, 5)
-        learning_rate = args.learning_rate * (1 - iteration / num_iterations if args.anneal_lr else 1.0)
+        learning_rate = args.learning_rate * (1 - iteration / lr_iterations if args.anneal_lr else 1.0)
 
         # 1) rollout with the current student
         rollout = collect_rollout(

@@ -94,8 +94,25 @@ RUNS = {
         ],
     },
     "fm_irl.py": {
-        "online loop": ["--env-id", "hopper", "--num-demos", "4", "--total-timesteps", "1024", *FM_IRL_SMALL],
-        "online loop, both ablations, seed 3": ["--env-id", "hopper", "--num-demos", "4", "--total-timesteps", "768"]
+        "online loop": [
+            "--env-id",
+            "hopper",
+            "--num-demos",
+            "4",
+            "--no-full-length-demos",
+            "--total-timesteps",
+            "1024",
+            *FM_IRL_SMALL,
+        ],
+        "online loop, both ablations, seed 3": [
+            "--env-id",
+            "hopper",
+            "--num-demos",
+            "4",
+            "--no-full-length-demos",
+            "--total-timesteps",
+            "768",
+        ]
         + ["--disc-bc-coef", "0", "--regularizer-coef", "0", "--seed", "3", *FM_IRL_SMALL],
     },
 }

@@ -766,7 +766,7 @@ CASES += [
 # fm_irl.py: the kinds of bad input that once ended in a traceback, a false NaN report or a failure after training
 _SMALL = ["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "4", "--num-epochs", "1", "--hidden-dim", "16"]
 _SMALL += ["--teacher-hidden-dim", "16", "--teacher-depth", "2", "--teacher-batch-size", "16", "--num-demos", "2"]
-_SMALL += ["--regularizer-samples", "8", "--total-timesteps", "256", "--eval-episodes", "1"]
+_SMALL += ["--regularizer-samples", "8", "--total-timesteps", "256", "--eval-episodes", "1", "--no-full-length-demos"]
 
 
 def _write_fm_irl_model(tmp: str) -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from functools import partial
 
 import flax.linen as nn
@@ -436,7 +437,8 @@ def scalars(run_dir, paths=None) -> dict:
     return values
 
 
-HOPPER = ["--env-id", "hopper", "--num-demos", "4", "--total-timesteps", "1024", *SMALL]
+# The fixture's random episodes fall long before Hopper's 1000-step limit: take them whatever their length.
+HOPPER = ["--env-id", "hopper", "--num-demos", "4", "--no-full-length-demos", "--total-timesteps", "1024", *SMALL]
 
 
 def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp_path, run_env):
@@ -450,6 +452,10 @@ def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp
     for tag in ("losses/teacher_loss", "losses/regularizer_loss", "losses/value_loss", "charts/expert_disc_val"):
         assert (tag, 1024) in logged, tag
     assert ("charts/episodic_return", 1024) in logged and ("eval/episodic_return", 1024) in logged
+    # The rate decays over Hopper's official 25M steps (97,656 iterations of 256), not over this 4-iteration run.
+    for iteration in range(4):
+        expected_rate = 1e-4 * (1 - iteration / 97_656)
+        assert logged[("charts/learning_rate", 256 * (iteration + 1))] == pytest.approx(expected_rate, rel=1e-6)
     teacher_terms = sum(logged[(f"losses/{k}", 1024)] for k in ("expert_loss", "agent_loss", "disc_bc_loss"))
     assert logged[("losses/teacher_loss", 1024)] == pytest.approx(teacher_terms, rel=1e-5)
     loaded = run_fm_irl(tmp_path, run_env, "--load-model", os.path.join(run_dir, "fm_irl.flax"), "--eval-episodes", "2")
@@ -597,3 +603,34 @@ def test_summary_table_and_curves_from_synthetic_runs(tmp_path):
     assert "| fm_irl | 0.5 (default) | 32k | 2 | 0.95 ± 0.05 | 1.00 | — (beyond) | 0.87 ± 0.03 at 5M |" in readme
     assert "| fm_irl_no_regularizer | 0.5 (default) | 32k | 2 | 0.45 ± 0.05 | 0.50 |" in readme
     assert (out / "curves" / "pointmaze-medium-singletask-task1-v0.png").exists()
+
+
+def test_minari_demonstrations_are_the_first_full_length_episodes(monkeypatch, capsys):
+    """The official trajectory saver keeps only episodes of the whole time limit (1000 steps for Hopper-v5)."""
+
+    def episode(id_: int, length: int):
+        observations = np.full((length + 1, 11), float(id_), np.float32)  # each episode's states hold its id
+        return types.SimpleNamespace(id=id_, observations=observations, actions=np.zeros((length, 3), np.float32))
+
+    episodes = [episode(0, 966), episode(1, 1000), episode(2, 40), episode(3, 1000)]
+    monkeypatch.setattr(fm_irl, "read_minari", lambda *args: episodes)
+    task = fm_irl.resolve_task("hopper")
+    args = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", num_demos=2), task)
+    demos = fm_irl.load_demos(task, args, 11, 3)
+    assert set(np.unique(demos["observations"])) == {1.0, 3.0} and len(demos["observations"]) == 2000
+    assert "episodes [1, 3] of mujoco/hopper/expert-v0" in capsys.readouterr().out
+    # Off: the first episodes, whatever their length; too few full-length ones: one line that says so.
+    demos = fm_irl.load_demos(task, dataclasses.replace(args, full_length_demos=False), 11, 3)
+    assert set(np.unique(demos["observations"])) == {0.0, 1.0} and len(demos["observations"]) == 1966
+    with pytest.raises(SystemExit, match="holds 2 episodes of the whole 1000 steps .*, fewer than --num-demos 3"):
+        fm_irl.load_demos(task, dataclasses.replace(args, num_demos=3), 11, 3)
+
+
+def test_lr_env_steps_defaults_to_the_official_budget_and_must_cover_the_run():
+    hopper = fm_irl.resolve_task("hopper")
+    short = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", total_timesteps=500_000), hopper)
+    assert short.lr_env_steps == 25_000_000  # a quick run follows the official schedule and stops early
+    long = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", total_timesteps=30_000_000), hopper)
+    assert long.lr_env_steps == 30_000_000
+    with pytest.raises(SystemExit):
+        fm_irl.check_args(fm_irl.Args(env_id="hopper", total_timesteps=500_000, lr_env_steps=400_000))
