@@ -102,7 +102,7 @@ def test_distillation_and_q_terms_give_exactly_zero_gradient_to_the_noisy_bc_flo
 def test_critic_target_by_hand_with_discount_masks_and_both_aggregations():
     """y = r + gamma m agg_k Qbar_k(s', clip(mu(s', z))), on 4 transitions with hand values: a stand-in one-step policy
     mu(s, z) = 2 s (the second next action, 1.6, is clipped to 1), target critics Qbar_1 = a + s', Qbar_2 = -a + s'
-    (so the mean is s' and the min is s' - |a|), gamma 0.5, masks 1, 1, 0, 1. The online critic is a different one."""
+    (so the mean is s' and the min is s' - |a|), gamma 0.5, masks 1, 1, 0, 1."""
 
     class TwiceTheState:
         action_dim = 1
