@@ -7,6 +7,9 @@ import math
 import os
 import random
 import re
+import shlex
+import signal
+import socket
 import sys
 import time
 import warnings
@@ -16,6 +19,7 @@ from functools import partial
 from typing import Annotated, Literal, NamedTuple
 
 import flax
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +33,6 @@ from common_flow import CriticEnsemble, VectorField, euler_sample, flow_path, po
 
 # OGBench's environments declare float64 bounds; gymnasium warns about the cast (in raw colour codes) at every env made.
 warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32", category=UserWarning)
-SCRIPT = os.path.basename(__file__)
 
 
 def derived(metavar: str, default: str = "the paper's value for the task"):
@@ -134,7 +137,20 @@ class Args:
     entropy_samples: int = 200
     """actions sampled at each of these states"""
     gmm_components: int = 3
-    """components of the full-covariance Gaussian mixture fitted to each state's actions"""
+
+
+# What each flag accepts (a rule of RULES in the plumbing -> flags); None always passes: a value the task sets at start.
+FLAG_RULES = {
+    "count": "buffer_size eval_every num_eval_envs log_every steps_per_call batch_size flow_steps num_candidates"
+    + " entropy_every entropy_states gmm_components",
+    "count_or_off": "offline_steps online_steps eval_episodes checkpoint_every",
+    "positive": "learning_rate",
+    "non_negative": "alpha beta_init beta_lr",
+    "finite": "target_entropy",
+    "fraction": "discount",
+    "rate": "tau",
+    "layers": "actor_hidden_dims value_hidden_dims",
+}
 
 
 # The paper's per-environment flags (official FINO README), used for all five tasks of each environment; FINO's README
@@ -172,143 +188,49 @@ def resolve_env_id(env_id: str) -> tuple[str, str, str]:
     return name, f"{name}-{dataset_type}-singletask-task{task}-v0", f"{name}-{dataset_type}-v0"
 
 
-def fail(flag: str, value, why: str):
-    """A bad flag value: one line on stderr, exit status 2."""
-    shown = "" if value is None else f" {value}"
-    print(f"error: --{flag}{shown}: {why}", file=sys.stderr)
-    sys.exit(2)
-
-
 def check_args(args: Args) -> None:
-    """Every flag, before anything slow (files are checked where they are read)."""
-    if not args.exp_name or "/" in args.exp_name:
-        fail("exp-name", repr(args.exp_name), "must be a non-empty name without '/'; it names the run folder")
-    if not 0 <= args.seed < 2**32:
-        fail("seed", args.seed, "must be in [0, 2^32); give a non-negative integer")
-    if args.track and importlib.util.find_spec("wandb") is None:
-        fail("track", None, "wandb is not installed; install it (pip install wandb) or leave out --track")
+    """Every flag, before anything slow: the table above, then what depends on two flags (files: where they are read)."""
+    check_flags(args, FLAG_RULES)
     try:
         resolve_env_id(args.env_id)
     except ValueError as error:
-        fail("env-id", args.env_id, str(error))
-    for flag in ("offline_steps", "online_steps", "eval_episodes", "checkpoint_every"):  # 0 means "off" for these
-        if (value := getattr(args, flag)) < 0:
-            fail(flag.replace("_", "-"), value, "must not be negative; give 0 (off) or more")
-    positive = ("buffer_size", "eval_every", "num_eval_envs", "log_every", "steps_per_call", "batch_size", "flow_steps")
-    for flag in positive:
-        if (value := getattr(args, flag)) is not None and value < 1:
-            fail(flag.replace("_", "-"), value, "must be positive; give an integer >= 1")
+        fail("env_id", args.env_id, str(error))
     if args.offline_steps == args.online_steps == 0 and args.load_model is None:
-        fail("offline-steps", 0, "with --online-steps 0 there is nothing to train; give a positive number of steps")
-    if args.load_model is not None and args.eval_episodes == 0:
-        fail("eval-episodes", 0, "--load-model only evaluates; give at least 1 episode")
+        fail("offline_steps", 0, "with --online-steps 0 there is nothing to train; give a positive number of steps")
     for flag in ("log_every", "eval_every", "checkpoint_every"):  # offline boundaries fall between compiled calls
         if args.offline_steps > 0 and (value := getattr(args, flag)) % args.steps_per_call:
-            why = f"must be a multiple of --steps-per-call {args.steps_per_call}; give one, or change --steps-per-call"
-            fail(flag.replace("_", "-"), value, why)
-    for flag in ("actor_hidden_dims", "value_hidden_dims"):
-        if not (dims := getattr(args, flag)) or min(dims) < 1:
-            shown = " ".join(map(str, dims)) or "(none)"
-            fail(flag.replace("_", "-"), shown, "must be one or more positive layer sizes; give e.g. 512 512 512 512")
-    if not 0 < args.learning_rate < math.inf:
-        fail("learning-rate", args.learning_rate, "must be a positive number; give e.g. 3e-4")
-    if args.alpha is not None and not 0 <= args.alpha < math.inf:
-        fail("alpha", args.alpha, "must be a finite number >= 0; give e.g. 300, or leave it out for the paper's value")
-    if args.discount is not None and not 0 <= args.discount <= 1:
-        fail("discount", args.discount, "must be in [0, 1]; give e.g. 0.99, or leave it out for the paper's value")
-    if not 0 < args.tau <= 1:
-        fail("tau", args.tau, "must be in (0, 1]; give e.g. 0.005")
+            fail(flag, value, f"must be a multiple of --steps-per-call {args.steps_per_call}; give one, or change it")
     if not 0 <= args.noise_scale <= (1 if args.noise_schedule == "paper" else math.inf):
-        fail("noise-scale", args.noise_scale, "must be >= 0 (0: FQL's path), and at most 1 with the paper's schedule")
-    for flag in ("num_candidates", "entropy_every", "entropy_states", "gmm_components"):
-        if (value := getattr(args, flag)) is not None and value < 1:
-            fail(flag.replace("_", "-"), value, "must be positive; give an integer >= 1")
+        fail("noise_scale", args.noise_scale, "must be >= 0 (0: FQL's path), and at most 1 with the paper's schedule")
     if args.entropy_samples < max(args.gmm_components, 2):
         why = f"must be at least 2 and --gmm-components ({args.gmm_components}) to fit the mixture; give more"
-        fail("entropy-samples", args.entropy_samples, why)
-    for flag in ("beta_init", "beta_lr"):
-        if not 0 <= (value := getattr(args, flag)) < math.inf:
-            fail(flag.replace("_", "-"), value, "must be a finite number >= 0")
-    if args.target_entropy is not None and not math.isfinite(args.target_entropy):
-        fail("target-entropy", args.target_entropy, "must be finite; give e.g. -5, or leave it out for -action_dim")
+        fail("entropy_samples", args.entropy_samples, why)
 
 
-def read_args_json(path: str, how_to_make: str) -> Args:
-    """The Args saved in `path` (the args.json of a run or of a saved model), with a clean error if it cannot be."""
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-        return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    except FileNotFoundError:
-        raise SystemExit(f"error: {path} not found\n  {how_to_make}") from None
-    except (OSError, ValueError, TypeError) as error:  # unreadable, not JSON, or the arguments of another script
-        raise SystemExit(f"error: {path} is not the args.json of a {SCRIPT} run ({error})\n  {how_to_make}") from None
-
-
-def dataset_error(path: str, problem: str, dataset_name: str, dataset_dir: str) -> SystemExit:
-    """A missing or broken dataset file: what is wrong with it, then the commands that make a good one."""
-    download = (
-        f"python -c \"import ogbench; ogbench.download_datasets(['{dataset_name}'], dataset_dir='{dataset_dir}')\""
-    )
-    if os.path.exists(path):
-        download = f"rm {path} && {download}"  # the download skips files that exist
-    lines = [f"error: dataset file {path} {problem}."]
-    if not dataset_name.startswith(("humanoidmaze", "antsoccer")):  # benchmark/make_dataset.py makes the others
-        lines += [
-            "Make it on this machine with:",
-            f"  python benchmark/make_dataset.py --dataset {dataset_name} --out-dir {dataset_dir}",
-        ]
-    lines += ["Or download the published file (needs internet):", f"  {download}"]
-    return SystemExit("\n".join(lines))
-
-
-def npz_problem(path: str, keys: set, read_all: bool = False) -> str | None:
-    """What is wrong with an OGBench .npz file (None if nothing): not a zip, missing keys, or (`read_all`: after reading
-    every array) unreadable arrays or arrays of different lengths."""
-    if not zipfile.is_zipfile(path):
-        return "is truncated or not an .npz file"
-    try:
-        with np.load(path) as file:
-            if missing := keys - set(file.files):
-                return f"lacks the keys {sorted(missing)}"
-            lengths = {k: len(file[k]) for k in sorted(keys)} if read_all else {}
-    except Exception as error:  # numpy raises many kinds on a corrupt array: BadZipFile, zlib.error, ValueError, ...
-        return f"cannot be read ({type(error).__name__}: {error})"
-    if len(set(lengths.values())) > 1:
-        return f"holds arrays of different lengths {lengths}"
-    return None
-
-
+# Data
 def load_data(env_id: str, dataset_name: str, dataset_dir: str, success_timing: str):
-    """Make the training env and load the OGBench dataset (rewards relabelled for the task) and its validation split;
-    a missing or broken file stops the run with what is wrong and how to make a good one."""
+    """Make the training env and load the OGBench dataset (rewards relabelled for the task) and its validation split.
+    Missing files are downloaded as the official code does when the machine is online."""
     train_path = os.path.join(os.path.expanduser(dataset_dir), f"{dataset_name}.npz")
     paths = (train_path, train_path.replace(".npz", "-val.npz"))
-    keys = {"observations", "actions", "terminals", "qpos", "qvel"}
-    if dataset_name.startswith(("scene", "puzzle")):
-        keys.add("button_states")
-    for path in paths:
-        problem = "not found" if not os.path.exists(path) else npz_problem(path, keys)
-        if problem:
-            raise dataset_error(path, problem, dataset_name, dataset_dir)
+    why = ""
+    if not all(os.path.exists(path) for path in paths):
+        why = download(lambda: ogbench.download_datasets([dataset_name], dataset_dir), "rail.eecs.berkeley.edu")
+    make = f"python benchmark/make_dataset.py --dataset {dataset_name} --out-dir {shlex.quote(dataset_dir)}"
+    fetch = f'import ogbench; ogbench.download_datasets(["{dataset_name}"], "{dataset_dir}")'
+    remake = f"  not downloaded: {why}\n" if why else ""
+    if not dataset_name.startswith(("humanoidmaze", "antsoccer")):  # benchmark/make_dataset.py makes the others
+        remake += f"  make it on this machine: {make}\n"
+    remake += f"  or download it (delete a broken file first): {shlex.join(['python', '-c', fetch])}"
     env = ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=success_timing)
-    try:
-        train, val = ogbench.make_env_and_datasets(env_id, dataset_path=train_path, dataset_only=True, cur_env=env)
-    except Exception:
-        for path in paths:  # name the broken file; anything else is a bug worth its traceback
-            if problem := npz_problem(path, keys, read_all=True):
-                raise dataset_error(path, problem, dataset_name, dataset_dir) from None
-        raise
-    shapes = {"observations": env.observation_space.shape, "actions": env.action_space.shape}
-    for path, dataset in zip(paths, (train, val), strict=True):
-        for k, shape in shapes.items():
-            if dataset[k].shape[1:] != shape:
-                problem = f"holds {k} of shape {dataset[k].shape[1:]} per step where {env_id} has {shape}"
-                raise dataset_error(path, problem, dataset_name, dataset_dir)
-            if not np.isfinite(dataset[k]).all():
-                raise dataset_error(path, f"holds NaN or infinite {k}", dataset_name, dataset_dir)
-    # Keep actions strictly inside (-1, 1), as the official code does.
-    for dataset in (train, val):
+    shapes = {"observations": env.observation_space.shape, "actions": env.action_space.shape, "terminals": ()}
+    shapes |= {"qpos": None, "qvel": None, "button_states": None}  # the states the rewards are relabelled from
+    if not dataset_name.startswith(("scene", "puzzle")):
+        del shapes["button_states"]
+    for path in paths:
+        read_npz(path, shapes, env_id, remake)
+    train, val = ogbench.make_env_and_datasets(env_id, dataset_path=train_path, dataset_only=True, cur_env=env)
+    for dataset in (train, val):  # keep actions strictly inside (-1, 1), as the official code does
         dataset["actions"] = np.clip(dataset["actions"], -1 + 1e-5, 1 - 1e-5)
     keys = ("observations", "actions", "rewards", "masks", "next_observations")
     return env, {k: train[k].astype(np.float32) for k in keys}, {k: val[k].astype(np.float32) for k in keys}
@@ -577,6 +499,7 @@ def update_beta(beta: float, entropy: float, target_entropy: float, step_size: f
     return max(0.0, beta + step_size * (entropy - target_entropy))
 
 
+# Acting and evaluation
 def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
     """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per step."""
     successes, returns, lengths = [], [], []
@@ -602,91 +525,49 @@ def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
     return {"success": np.mean(successes), "episodic_return": np.mean(returns), "episodic_length": np.mean(lengths)}
 
 
-def write_atomically(path: str, content: bytes) -> None:
-    """Write `path.tmp`, then rename it: an interrupted write never leaves a half-written file under `path`."""
-    with open(path + ".tmp", "wb") as f:
-        f.write(content)
-    os.replace(path + ".tmp", path)
+def log_losses(writer: SummaryWriter, infos: dict, val_info: dict, step: int) -> None:
+    """The losses of the last gradient step of a compiled call, and the loss on a validation batch."""
+    for k, v in infos.items():
+        writer.add_scalar(f"losses/{k}", float(v[-1]), step)
+    writer.add_scalar("losses/val_total_loss", float(val_info["total_loss"]), step)
 
 
-def save_model(run_dir: str, exp_name: str, state: TrainState, beta: float, args: Args) -> str:
-    """Write the parameters and beta (flax serialization) and the resolved Args beside them, atomically."""
-    path = os.path.join(run_dir, f"{exp_name}.flax")
-    saved = {"params": state.params, "target_critic": state.target_critic, "beta": np.float32(beta)}
-    write_atomically(path, flax.serialization.to_bytes(saved))
-    write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
-    return path
+# Saving and resuming: what a saved model and a checkpoint hold (the plumbing below writes and reads them)
+MODEL_KEYS = ("params", "target_critic", "beta")
+CHECKPOINT_KEYS = ("state", "keys", "step", "env_step", "buffer", "env_rng", "beta", "q_spread_sum")
+
+
+def saved_model(state: TrainState, beta: float) -> dict:
+    return {"params": state.params, "target_critic": state.target_critic, "beta": np.float32(beta)}
 
 
 def load_model(path: str, obs_dim: int, action_dim: int) -> tuple[Args, Networks, dict, float]:
-    """Inverse of `save_model`: the saved Args (for the architecture), the parameters and beta."""
-    how_to_make = f"python {SCRIPT} --save-model ... writes runs/<run>/<exp_name>.flax and args.json beside it"
-    saved_args = read_args_json(os.path.join(os.path.dirname(path), "args.json"), how_to_make)
+    """A model saved by --save-model: the Args saved beside it (for the architecture), the networks, the parameters,
+    beta."""
+    saved_args, saved = read_model(path, MODEL_KEYS)
     nets, tx = make_networks(saved_args, action_dim)
     params = jax.eval_shape(lambda: init_train_state(jax.random.PRNGKey(0), nets, tx, obs_dim, action_dim).params)
-    template = {"params": params, "target_critic": params["critic"], "beta": np.float32(0)}
-    try:
-        with open(path, "rb") as f:
-            restored = flax.serialization.from_bytes(template, f.read())
-        if jax.tree.map(np.shape, restored) != jax.tree.map(np.shape, template):
-            raise ValueError("its arrays do not have the shapes of the networks in args.json")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(f"error: {path} is not a model saved by {SCRIPT} ({error})\n  {how_to_make}") from None
+    restored = restore({"params": params, "target_critic": params["critic"], "beta": np.float32(0)}, saved, path)
     return saved_args, nets, restored["params"], float(restored["beta"])
 
 
-def save_checkpoint(run_dir: str, checkpoint: dict) -> None:
-    """Everything needed to continue the run, in `checkpoint.msgpack` (flax serialization), written atomically."""
-    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(checkpoint))
+def run_state(state: TrainState, keys: dict, step: int, env_step: int, data: dict, stored: int, env, beta, q_spread):
+    """Everything a checkpoint holds: the training state, the keys, the step counters, the replay buffer's first
+    `stored` rows (online), the state of the env's RNG, which the next episode's reset draws from, beta and the sum
+    of the candidates' Q spreads since the last log."""
+    buffer = jax.device_get(jax.tree.map(lambda x: x[:stored], data)) if env_step > 0 else {}
+    env_rng = json.dumps(env.unwrapped.np_random.bit_generator.state)
+    counters = {"step": step, "env_step": env_step, "beta": beta, "q_spread_sum": q_spread}
+    return {"state": state, "keys": keys, "buffer": buffer, "env_rng": env_rng, **counters}
 
 
-def read_checkpoint(run_dir: str) -> dict:
-    """The raw content of `run_dir/checkpoint.msgpack`; `restore` fits it to the run's templates."""
-    path = os.path.join(run_dir, "checkpoint.msgpack")
-    if not os.path.isfile(path):
-        raise SystemExit(
-            f"error: {path} not found: the run stopped before its first checkpoint or ran without --checkpoint-every."
-            f"\n  Start it again: python {SCRIPT} <the same flags> --checkpoint-every N"
-        )
-    try:
-        with open(path, "rb") as f:
-            checkpoint = flax.serialization.msgpack_restore(f.read())
-        content = ("state", "keys", "step", "env_step", "buffer", "env_rng", "beta", "q_spread_sum")
-        return {k: checkpoint[k] for k in content}  # a KeyError if one is missing
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(f"error: {path} is not a checkpoint of {SCRIPT} ({type(error).__name__}: {error})") from None
-
-
-def restore(template, saved, path: str):
-    """`saved` (a state dict from a checkpoint) in the structure of `template`, checked leaf by leaf for shape."""
-    try:
-        restored = flax.serialization.from_state_dict(template, saved)
-        if jax.tree.map(np.shape, restored) != jax.tree.map(np.shape, template):
-            raise ValueError("its arrays do not have the shapes of the run's networks")
-    except (ValueError, KeyError, TypeError) as error:
-        raise SystemExit(f"error: {path} does not match the run's arguments ({error})") from None
-    return jax.device_put(restored)
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    if args.resume is not None:  # the run's saved arguments, only --resume from the command line
-        if dataclasses.replace(args, resume=None) != Args():
-            fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
-        how_to_make = f"python {SCRIPT} ... --checkpoint-every N writes checkpoints into its run folder, runs/<run>"
-        saved = read_args_json(os.path.join(args.resume, "args.json"), how_to_make)
-        args = dataclasses.replace(saved, resume=args.resume)
+# Training loop
+def main(args: Args) -> None:
+    args = run_args(args)  # with --resume: the arguments saved in the run folder
     check_args(args)
     if args.load_model:  # evaluate a saved model on its own task
-        if not os.path.isfile(args.load_model):
-            raise SystemExit(
-                f"error: saved model {args.load_model} not found\n"
-                f"  python {SCRIPT} --save-model ... writes runs/<run>/<exp_name>.flax"
-            )
-        how_to_make = f"python {SCRIPT} --save-model ... writes args.json beside the model"
-        model_args = read_args_json(os.path.join(os.path.dirname(args.load_model), "args.json"), how_to_make)
-        args = dataclasses.replace(args, env_id=model_args.env_id)
-    checkpoint = read_checkpoint(args.resume) if args.resume else None
+        args = dataclasses.replace(args, env_id=read_model(args.load_model, MODEL_KEYS)[0].env_id)
+    checkpoint = read_checkpoint(args, CHECKPOINT_KEYS) if args.resume else None
     name, env_id, dataset_name = resolve_env_id(args.env_id)
     online = args.online_steps > 0
     _, _, alpha, discount, q_agg = TASKS[name]
@@ -710,7 +591,7 @@ if __name__ == "__main__":
         env, train_data, val_data = load_data(env_id, dataset_name, args.dataset_dir, args.success_timing)
         dataset_size = train_data["observations"].shape[0]
         if args.buffer_size is not None and args.buffer_size < dataset_size + 1:
-            fail("buffer-size", args.buffer_size, f"must hold the dataset ({dataset_size} transitions) + 1; give more")
+            fail("buffer_size", args.buffer_size, f"must hold the dataset ({dataset_size} transitions) + 1; give more")
     eval_envs = [  # reused by every evaluation; none with --eval-episodes 0
         ogbench.make_env_and_datasets(env_id, env_only=True, success_timing=args.success_timing)
         for _ in range(min(args.num_eval_envs, args.eval_episodes))
@@ -720,10 +601,9 @@ if __name__ == "__main__":
         saved_args, nets, params, beta = load_model(args.load_model, obs_dim, action_dim)
         policy = jax.jit(lambda p, o, k: select_actions(nets, p, o, k, 0.0, saved_args, greedy=True)[0])
         result = evaluate(eval_envs, policy, params, keys["eval"], args.eval_episodes, seed=10**6 * (args.seed + 1))
-        print(
-            f"{env_id}: success {result['success']:.3f}, return {result['episodic_return']:.1f} (saved beta {beta:.3f})"
-        )
-        raise SystemExit(0)
+        success, episodic_return = result["success"], result["episodic_return"]
+        print(f"{env_id}: success {success:.3f}, return {episodic_return:.1f} (saved beta {beta:.3f})")
+        return
 
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     print(f"dataset: {dataset_size} transitions, obs dim {obs_dim}, action dim {action_dim}")
@@ -735,61 +615,28 @@ if __name__ == "__main__":
     )
     print(f"entropy-guided sampling: {args.num_candidates} candidates, target entropy {args.target_entropy}")
 
-    run_name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.normpath(args.resume) if args.resume else os.path.join("runs", run_name)
-    print(f"run folder: {run_dir}")
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=os.path.basename(run_dir),
-            id=os.path.basename(run_dir),  # a resumed run continues its wandb run
-            resume="allow",
-            save_code=True,
-        )
-
-    # ALGO LOGIC: initialise networks; the dataset lives on the device (it seeds the replay buffer when online)
+    # ALGO LOGIC: the networks and the training state, or where the checkpoint left them
     nets, tx = make_networks(args, action_dim)
     state = jax.jit(lambda key: init_train_state(key, nets, tx, obs_dim, action_dim))(init_key)
-    step, env_step = 0, 0  # offline gradient steps and online environment steps done
-    beta, q_spread_sum = args.beta_init, 0.0  # the softmax's inverse temperature; candidate spreads since the last log
-    if checkpoint is not None:  # continue where the checkpoint was written
-        path = os.path.join(run_dir, "checkpoint.msgpack")
-        restored = restore({"state": state, "keys": keys}, {k: checkpoint[k] for k in ("state", "keys")}, path)
-        state, keys = restored["state"], restored["keys"]
-        step, env_step = checkpoint["step"], checkpoint["env_step"]
-        beta, q_spread_sum = checkpoint["beta"], checkpoint["q_spread_sum"]
-        print(f"resuming from the checkpoint at step {step + env_step}")
-    capacity = args.buffer_size
+    run = {"state": state, "keys": keys, "step": 0, "env_step": 0, "buffer": None, "env_rng": ""}
+    run |= {"beta": args.beta_init, "q_spread_sum": 0.0}  # the softmax's inverse temperature; Q spreads to log
+    if checkpoint is not None:
+        run = restore(run, checkpoint, os.path.join(args.resume, "checkpoint.msgpack"))
+        print(f"resuming from the checkpoint at step {run['step'] + run['env_step']}")
+    state, keys, step, env_step = run["state"], run["keys"], run["step"], run["env_step"]
+    beta, q_spread_sum = run["beta"], run["q_spread_sum"]
+    # The dataset lives on the device; online it seeds the replay buffer (filled on the host: one copy on the device).
+    capacity, data = args.buffer_size, train_data
     if online:
-        data = {}
-        for k, v in train_data.items():  # filled on the host, so that the device holds one copy of the buffer
-            data[k] = np.zeros((capacity, *v.shape[1:]), np.float32)
+        data = {k: np.zeros((capacity, *v.shape[1:]), np.float32) for k, v in train_data.items()}
+        for k, v in train_data.items():
             data[k][:dataset_size] = v
             if env_step > 0:  # the checkpointed buffer: dataset and online transitions, in place
-                data[k][: len(checkpoint["buffer"][k])] = checkpoint["buffer"][k]
-        data = jax.device_put(data)
-    else:
-        data = jax.device_put(train_data)
-    val_data = jax.device_put(val_data)
+                data[k][: len(run["buffer"][k])] = run["buffer"][k]
+    data, val_data = jax.device_put(data), jax.device_put(val_data)
 
-    def open_writer(purge_step: int | None = None) -> SummaryWriter:
-        """A new event file in the run folder; a resumed run first hides what the interrupted one logged after its
-        checkpoint (TensorBoard's purge). The suffix keeps the files of one second apart and in order."""
-        return SummaryWriter(run_dir, purge_step=purge_step, filename_suffix=f".{time.time_ns()}")
-
-    writer = open_writer(purge_step=step + env_step + 1 if checkpoint else None)
-    if checkpoint is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
-        )
-        write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
-
+    run_dir, writer = open_run(args, env_id, step + env_step)
+    print(f"run folder: {run_dir}")
     chunk_fn = jax.jit(partial(train_chunk, nets=nets, tx=tx, args=args), static_argnames="num_steps")
     add_transition_fn = jax.jit(add_transition, donate_argnums=0)  # kept apart from the update so XLA never copies
     val_fn = jax.jit(partial(validation_losses, nets=nets, args=args))
@@ -800,93 +647,50 @@ if __name__ == "__main__":
     )
     entropy_fn = jax.jit(partial(estimate_entropy, nets=nets, args=args))
 
-    def log_losses(info: dict, val_info: dict, step: int):
-        for k, v in info.items():
-            writer.add_scalar(f"losses/{k}", float(v), step)
-        writer.add_scalar("losses/val_total_loss", float(val_info["total_loss"]), step)
-
-    def run_evaluation(step: int) -> dict:
+    def run_evaluation(params, step: int, writer: SummaryWriter) -> dict:
         noise_key, reset_seed = jax.random.fold_in(keys["eval"], step), 10**6 * (args.seed + 1) + step  # fresh ones
-        result = evaluate(eval_envs, policy, state.params, noise_key, args.eval_episodes, reset_seed)
+        result = evaluate(eval_envs, policy, params, noise_key, args.eval_episodes, reset_seed)
         for k, v in result.items():
             writer.add_scalar(f"eval/{k}", v, step)
         tqdm.write(f"step {step}: eval success {result['success']:.3f}, return {result['episodic_return']:.1f}")
         return result
 
-    def stop_on_nan(losses: np.ndarray, first_step: int, last_good: TrainState):
-        bad_step = first_step + int(np.argmax(~np.isfinite(losses)))
-        path = save_model(run_dir, args.exp_name, last_good, beta, args)
-        progress.close()  # the message goes on a line of its own, below the bar
-        writer.close()
-        raise SystemExit(
-            f"error: the loss became NaN or infinite at step {bad_step} (parameters of step {first_step - 1} saved to "
-            f"{path})"
-        )
-
-    def read_chunk(first_step: int, infos: dict, val_info: dict | None, state_before: TrainState):
-        """Host side of a compiled call (NaN check, progress bar, loss logs), done while the next call computes."""
-        infos = jax.device_get(infos)
-        if not np.isfinite(infos["total_loss"]).all():
-            stop_on_nan(infos["total_loss"], first_step + 1, state_before)
-        num_steps = len(infos["total_loss"])
-        progress.update(num_steps)
-        if val_info is not None:
-            log_losses({k: v[-1] for k, v in infos.items()}, val_info, first_step + num_steps)
-            sps = (first_step + num_steps - start_step) / (time.time() - start_time)
-            writer.add_scalar("charts/SPS", sps, first_step + num_steps)
-
-    def checkpoint_due(global_step: int) -> bool:
-        """A multiple of --checkpoint-every was passed since the last checkpoint (none at the very end)."""
-        every = args.checkpoint_every
-        return every > 0 and global_step < total_steps and global_step // every > last_checkpoint // every
-
-    def write_checkpoint():
-        stored = min(dataset_size + env_step, capacity)
-        buffer = jax.device_get(jax.tree.map(lambda x: x[:stored], data)) if env_step > 0 else {}
-        env_rng = json.dumps(env.unwrapped.np_random.bit_generator.state)  # what the next reset will draw from
-        content = {"state": state, "keys": keys, "step": step, "env_step": env_step, "env_rng": env_rng}
-        content.update(beta=beta, q_spread_sum=q_spread_sum)
-        save_checkpoint(run_dir, dict(content, buffer=buffer))
-
     total_steps = args.offline_steps + args.online_steps
     start_step = last_checkpoint = step + env_step
     start_time = time.time()
-    eval_result = run_evaluation(0) if args.eval_episodes and checkpoint is None else None
+    eval_result = run_evaluation(state.params, 0, writer) if args.eval_episodes and checkpoint is None else None
     progress = tqdm(total=total_steps, initial=start_step, desc="offline" if step < args.offline_steps else "online")
 
-    # Offline phase: compiled calls of --steps-per-call gradient steps; the host reads the results of one call (NaN
-    # check, bar, logs) while the next one computes, and waits for it only to evaluate or write a checkpoint.
-    pending = None  # (first step, infos, validation infos or None, state before the call) of the last call
+    # Offline phase: compiled calls of --steps-per-call gradient steps on the dataset.
     while step < args.offline_steps:
         num_steps = min(args.steps_per_call, args.offline_steps - step)
         new_state, infos = chunk_fn(state, data, dataset_size, keys["train"], step, num_steps=num_steps)
-        end = step + num_steps
-        log_now = end % args.log_every == 0 or end == args.offline_steps
-        val_info = val_fn(new_state, val_data, jax.random.fold_in(keys["val"], end)) if log_now else None
-        if pending is not None:
-            read_chunk(*pending)
-        pending, state, step = (step, infos, val_info, state), new_state, end
-        eval_now = args.eval_episodes > 0 and (step % args.eval_every == 0 or step == args.offline_steps)
-        if eval_now or checkpoint_due(step) or step == args.offline_steps:
-            read_chunk(*pending)
-            pending = None
-            if eval_now:
-                eval_result = run_evaluation(step)
-            if checkpoint_due(step):
-                writer.close()  # every event up to this step on disk before the checkpoint says the run got here
-                write_checkpoint()
-                writer, last_checkpoint = open_writer(), step
+        infos = jax.device_get(infos)
+        if not np.isfinite(infos["total_loss"]).all():
+            bad_step = step + 1 + int(np.argmax(~np.isfinite(infos["total_loss"])))
+            path = save_model(run_dir, args.exp_name, saved_model(state, beta), args)
+            stop_on_nan(bad_step, step, path, writer, progress)
+        state, step = new_state, step + num_steps
+        progress.update(num_steps)
+        if step % args.log_every == 0 or step == args.offline_steps:
+            log_losses(writer, infos, val_fn(state, val_data, jax.random.fold_in(keys["val"], step)), step)
+            writer.add_scalar("charts/SPS", (step - start_step) / (time.time() - start_time), step)
+        if args.eval_episodes > 0 and (step % args.eval_every == 0 or step == args.offline_steps):
+            eval_result = run_evaluation(state.params, step, writer)
+        if checkpoint_due(step, last_checkpoint, args.checkpoint_every, total_steps):
+            content = run_state(state, keys, step, env_step, data, dataset_size, env, beta, q_spread_sum)
+            writer, last_checkpoint = save_checkpoint(run_dir, content, step, writer), step
 
     # Online phase: one environment step with entropy-guided sampling, then one gradient step on the growing buffer.
+    env = gym.wrappers.RecordEpisodeStatistics(env)  # info["episode"]: the return and length of each episode
     if online:
         progress.set_description("online")
         if env_step == 0:
             obs, _ = env.reset(seed=args.seed)
             writer.add_scalar("charts/beta", beta, args.offline_steps)
         else:  # resumed at the end of an episode: the next reset draws what the interrupted run's reset drew
-            env.unwrapped.np_random.bit_generator.state = json.loads(checkpoint["env_rng"])
+            env.unwrapped.np_random.bit_generator.state = json.loads(run["env_rng"])
             obs, _ = env.reset()
-    episode_return, episode_length = 0.0, 0
     online_start_step, online_start_time = env_step, time.time()
     while env_step < args.online_steps:
         env_step += 1
@@ -907,24 +711,23 @@ if __name__ == "__main__":
         data = add_transition_fn(data, transition, index)
         new_state, infos = chunk_fn(state, data, size, keys["train"], global_step - 1, num_steps=1)
         if not np.isfinite(float(infos["total_loss"][0])):
-            stop_on_nan(np.asarray(infos["total_loss"]), global_step, state)
-        state = new_state
-        episode_return, episode_length = episode_return + reward, episode_length + 1
-        obs = next_obs
+            path = save_model(run_dir, args.exp_name, saved_model(state, beta), args)
+            stop_on_nan(global_step, global_step - 1, path, writer, progress)
+        state, obs = new_state, next_obs
         if terminated or truncated:
-            writer.add_scalar("charts/episodic_return", episode_return, global_step)
-            writer.add_scalar("charts/episodic_length", episode_length, global_step)
+            writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
+            writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
             writer.add_scalar("charts/success", float(info["success"]), global_step)
         progress.update(1)
         if env_step % args.log_every == 0:
             val_info = val_fn(state, val_data, jax.random.fold_in(keys["val"], global_step))
-            log_losses({k: v[-1] for k, v in jax.device_get(infos).items()}, val_info, global_step)
+            log_losses(writer, jax.device_get(infos), val_info, global_step)
             sps = (env_step - online_start_step) / (time.time() - online_start_time)
             writer.add_scalar("charts/SPS", sps, global_step)
             writer.add_scalar("charts/candidate_q_spread", q_spread_sum / args.log_every, global_step)
             q_spread_sum = 0.0
         if args.eval_episodes > 0 and (env_step % args.eval_every == 0 or env_step == args.online_steps):
-            eval_result = run_evaluation(global_step)
+            eval_result = run_evaluation(state.params, global_step, writer)
         if env_step % args.entropy_every == 0:
             entropy = float(entropy_fn(state.params, data, size, entropy_key, beta))
             beta = update_beta(beta, entropy, args.target_entropy, args.beta_lr)
@@ -932,16 +735,14 @@ if __name__ == "__main__":
             writer.add_scalar("charts/beta", beta, global_step)
             tqdm.write(f"step {global_step}: entropy {entropy:.2f} (target {args.target_entropy}), beta -> {beta:.3f}")
         if terminated or truncated:
-            if checkpoint_due(global_step):  # between episodes, so that nothing of an episode is lost
-                writer.close()
-                write_checkpoint()
-                writer, last_checkpoint = open_writer(), global_step
+            if checkpoint_due(global_step, last_checkpoint, args.checkpoint_every, total_steps):  # between episodes
+                content = run_state(state, keys, step, env_step, data, size, env, beta, q_spread_sum)
+                writer, last_checkpoint = save_checkpoint(run_dir, content, global_step, writer), global_step
             obs, _ = env.reset()
-            episode_return, episode_length = 0.0, 0
     progress.close()
 
     if args.save_model:
-        print(f"model saved to {save_model(run_dir, args.exp_name, state, beta, args)}")
+        print(f"model saved to {save_model(run_dir, args.exp_name, saved_model(state, beta), args)}")
     wall_time = time.time() - start_time
     final = "no evaluation (--eval-episodes 0)"
     if eval_result is not None:
@@ -951,3 +752,278 @@ if __name__ == "__main__":
         f"{(total_steps - start_step) / wall_time:.1f} steps/s (evaluation and compile included)"
     )
     writer.close()
+
+
+# ======================================================================================================================
+# RUN PLUMBING: the same in every script; nothing here changes the numbers
+# ======================================================================================================================
+# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C: the
+# same text in every algorithm file (tests/test_plumbing.py); the scripts differ only in the data they pass in.
+SCRIPT = os.path.basename(__file__)
+RULES = {  # the rules of FLAG_RULES: (test of a value, what is wrong with another); None passes (a default set later)
+    "count": (lambda v: v >= 1, "must be positive; give an integer >= 1"),
+    "count_or_off": (lambda v: v >= 0, "must not be negative; give 0 (off) or more"),
+    "positive": (lambda v: 0 < v < math.inf, "must be a positive number"),
+    "non_negative": (lambda v: 0 <= v < math.inf, "must be a finite number >= 0"),
+    "finite": (lambda v: math.isfinite(v), "must be finite"),
+    "fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "rate": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "layers": (lambda v: len(v) > 0 and min(v) >= 1, "must be one or more positive layer sizes; give e.g. 256 256"),
+}
+
+
+def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2 (a tuple is shown as the command line gives it)."""
+    if isinstance(value, tuple):
+        value = " ".join(map(str, value)) or "(none)"
+    print(f"error: --{flag.replace('_', '-')}{'' if value is None else f' {value}'}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_flags(args, rules: dict) -> None:
+    """The flags of every script, then the script's table (rule -> flags); what would fail at save time fails here."""
+    if not re.fullmatch(r"[^/\\#?%:\0]{1,100}", args.exp_name) or args.exp_name in (".", ".."):
+        why = "must be a non-empty name without '/' (nor \\ # ? % :) of at most 100 characters; it names the run folder"
+        fail("exp_name", repr(args.exp_name), why)
+    if not 0 <= args.seed < 2**32:
+        fail("seed", args.seed, "must be in [0, 2^32); give a non-negative integer")
+    if args.track and importlib.util.find_spec("wandb") is None:
+        fail("track", None, "wandb is not installed; install it (pip install wandb) or leave out --track")
+    if args.load_model is not None and args.eval_episodes == 0:
+        fail("eval_episodes", 0, "--load-model only evaluates; give at least 1 episode")
+    for rule, flags in rules.items():
+        for flag in flags.split():
+            if (value := getattr(args, flag)) is not None and not RULES[rule][0](value):
+                fail(flag, value, RULES[rule][1])
+    runs = "runs" if os.path.exists("runs") else "."
+    if args.resume is None and args.load_model is None and not (os.path.isdir(runs) and os.access(runs, os.W_OK)):
+        raise SystemExit(f"error: {os.path.abspath('runs')} must be a folder this user can write: it holds the run")
+
+
+def run_args(args):
+    """The command line's arguments, or with --resume (alone) those saved in the run folder; Ctrl-C ends it cleanly."""
+    on_ctrl_c(None)
+    if args.resume is None:
+        return args
+    if dataclasses.replace(args, resume=None) != Args():
+        fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
+    return dataclasses.replace(read_args_json(os.path.join(args.resume, "args.json")), resume=args.resume)
+
+
+def command_line(args, **changes) -> str:
+    """The command that starts `args` with `changes` afresh: `python <script>` and each flag not at its default."""
+    words, defaults = ["python", SCRIPT], Args()
+    for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
+        flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
+        if value != getattr(defaults, name):  # a bool flag whose default is None takes a value: --flag True
+            toggle = isinstance(value, bool) and isinstance(getattr(defaults, name), bool)
+            words += [flag if value else f"--no-{flag[2:]}"] if toggle else [flag, *map(str, values)]
+    return shlex.join(words)
+
+
+def read_args_json(path: str):
+    """The Args saved in a run's args.json."""
+    try:
+        with open(path) as f:
+            return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.load(f).items()})
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found: every {SCRIPT} run writes it into its folder, runs/<run>") from None
+    except (OSError, ValueError, TypeError) as error:  # unreadable, not JSON, or the arguments of another script
+        raise SystemExit(f"error: {path} is not the args.json of a {SCRIPT} run ({error})") from None
+
+
+def read_flax(path: str, keys: tuple, what: str, remake: str) -> dict:
+    """The raw content of a model or checkpoint file, which must hold `keys`; `restore` gives it the run's structure."""
+    try:
+        with open(path, "rb") as f:
+            content = flax.serialization.msgpack_restore(f.read())
+        return {k: content[k] for k in keys}  # a KeyError names the first one missing
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        why = f"{type(error).__name__}: {error}"
+        raise SystemExit(f"error: {path} is not a {what} {SCRIPT} ({why})\n  {remake}") from None
+
+
+def read_model(path: str, keys: tuple) -> tuple:
+    """The Args saved beside a model file (its task and architecture) and the file's raw content, holding `keys`."""
+    if not os.path.isfile(path):
+        raise SystemExit(
+            f"error: saved model {path} not found\n  a run with --save-model writes one: python {SCRIPT} --save-model"
+        )
+    saved_args = read_args_json(os.path.join(os.path.dirname(path), "args.json"))
+    again = f"run it again: {command_line(saved_args, save_model=True)}"
+    return saved_args, read_flax(path, keys, "model saved by", again)
+
+
+def read_checkpoint(args, keys: tuple) -> dict:
+    """The raw content of the checkpoint of the run that --resume continues, holding `keys`."""
+    path = os.path.join(args.resume, "checkpoint.msgpack")
+    again = command_line(args, checkpoint_every=args.checkpoint_every or args.eval_every)
+    again = f"start the run again: {again}"
+    if not os.path.isfile(path):
+        why = "the run stopped before its first checkpoint or ran without --checkpoint-every"
+        raise SystemExit(f"error: {path} not found: {why}\n  {again}")
+    return read_flax(path, keys, "checkpoint of", again)
+
+
+def restore(template, saved: dict, path: str):
+    """`saved` (from read_flax) in the structure of `template`, leaf by leaf of the same shape; a None in the template
+    takes what was saved as it is (a replay buffer of any length)."""
+    try:
+        restored = flax.serialization.from_state_dict(template, saved)
+        fits = jax.tree.map(
+            lambda t, r: t is None or np.shape(t) == np.shape(r), template, restored, is_leaf=lambda x: x is None
+        )
+        if not all(jax.tree.leaves(fits)):
+            raise ValueError("its arrays do not have the shapes of the networks its args.json makes")
+    except (ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"error: {path} does not fit the run ({error})") from None
+    return restored
+
+
+def arrays_problem(arrays: dict, shapes: dict, env_id: str, same_length: bool = True) -> str | None:
+    """What is wrong with a dataset's arrays (None if nothing): a key of `shapes` missing, arrays of different lengths,
+    another shape per step than `shapes` gives (None: any), NaN or infinite values."""
+    if missing := set(shapes) - set(arrays):
+        return f"lacks the keys {sorted(missing)}"
+    lengths = {k: len(arrays[k]) for k in shapes}
+    if same_length and len(set(lengths.values())) > 1:
+        return f"holds arrays of different lengths {lengths}"
+    for k, shape in shapes.items():
+        if shape is not None and arrays[k].shape[1:] != tuple(shape):
+            return f"holds {k} of shape {arrays[k].shape[1:]} per step where {env_id} has {tuple(shape)}"
+    nonfinite = [k for k in shapes if arrays[k].dtype.kind == "f" and not np.isfinite(arrays[k]).all()]
+    return f"holds NaN or infinite {nonfinite[0]}" if nonfinite else None
+
+
+def read_npz(path: str, shapes: dict, env_id: str, remake: str) -> dict:
+    """Every array of an .npz dataset file, read in full once and checked by `arrays_problem`."""
+    problem = None if os.path.exists(path) else "not found"
+    if problem is None and not zipfile.is_zipfile(path):
+        problem = "is truncated or not an .npz file"
+    try:
+        with np.load(path) as file:
+            arrays = {k: file[k] for k in file.files}
+        problem = problem or arrays_problem(arrays, shapes, env_id)
+    except Exception as error:  # numpy raises many kinds on a corrupt array: BadZipFile, zlib.error, ValueError, ...
+        problem = problem or f"cannot be read ({type(error).__name__}: {error})"
+    if problem:
+        raise SystemExit(f"error: dataset file {path} {problem}\n{remake}")
+    return arrays
+
+
+def read_minari(dataset_id: str, shapes: dict, env_id: str, remake: str) -> list:
+    """Every episode of a Minari dataset, read in full once (downloaded first if it is missing and the machine is
+    online): at least one, with observations and actions checked by `arrays_problem`."""
+    import minari
+
+    folder = str(minari.storage.get_dataset_path(dataset_id))
+    why = "" if os.path.exists(folder) else download(lambda: minari.download_dataset(dataset_id), "huggingface.co")
+    try:
+        episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
+        problem = None if episodes else "holds no episode"
+    except Exception as error:  # h5py's and Minari's errors for a missing or damaged file
+        problem = f"is not on this machine ({why})" if why else f"cannot be read ({type(error).__name__}: {error})"
+    for episode in [] if problem else episodes:
+        problem = problem or arrays_problem(vars(episode), shapes, env_id, same_length=False)
+    if problem:
+        raise SystemExit(f"error: Minari dataset {dataset_id} ({folder}) {problem}\n{remake}")
+    return episodes
+
+
+def download(fetch, host: str) -> str:
+    """Run `fetch()` (a dataset's own download) if `host` answers at once; '' if it ran, else why not."""
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return "this machine is offline"
+    try:
+        fetch()
+    except Exception as error:  # the download's own errors: HTTP, disk, ...
+        return f"the download failed: {type(error).__name__}: {error}"
+    return ""
+
+
+def write_atomically(path: str, content: bytes) -> None:
+    """Write `path.tmp`, then rename it; Ctrl-C waits until the file is whole: nothing is left half-written."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(content)
+        os.replace(path + ".tmp", path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def save_model(run_dir: str, name: str, content: dict, args) -> str:
+    """`content` in `run_dir/<name>.flax` (flax serialization), and the run's Args beside it in args.json."""
+    write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
+    write_atomically(path := os.path.join(run_dir, f"{name}.flax"), flax.serialization.to_bytes(content))
+    return path
+
+
+def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
+    """The run folder, runs/{env_id}__{exp_name}__{seed}__{time}, and its TensorBoard writer. A new run writes args.json
+    and its hyperparameters; a resumed run (at `step`) continues its wandb run and hides what the interrupted run
+    logged after its checkpoint (TensorBoard's purge)."""
+    run_dir = f"runs/{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.normpath(args.resume) if args.resume else run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb
+
+        name = os.path.basename(run_dir)  # the same id: a resumed run continues its wandb run
+        settings = dict(name=name, id=name, resume="allow", config=vars(args), sync_tensorboard=True, save_code=True)
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, **settings)
+    writer = SummaryWriter(run_dir, purge_step=step + 1 if args.resume else None, filename_suffix=f".{time.time_ns()}")
+    if args.resume is None:
+        write_atomically(f"{run_dir}/args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    on_ctrl_c(run_dir)
+    return run_dir, writer
+
+
+def save_checkpoint(run_dir: str, content: dict, step: int, writer: SummaryWriter) -> SummaryWriter:
+    """`content`, everything the run needs to continue, in checkpoint.msgpack (its scalars and `step` in
+    checkpoint.json), with every event logged so far on disk first; returns the writer of the events that follow (a new
+    file: the suffix keeps files of one second apart and in order)."""
+    writer.close()
+    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
+    scalars = {k: v for k, v in content.items() if isinstance(v, int | float | str)}  # for a look without loading
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(scalars | {"step": step}).encode())
+    return SummaryWriter(run_dir, filename_suffix=f".{time.time_ns()}")
+
+
+def on_ctrl_c(run_dir: str | None) -> None:
+    """From now on Ctrl-C ends the run with one line, where its last checkpoint is and how to continue, status 130."""
+
+    def stop(signum, frame):
+        summary = os.path.join(run_dir or ".", "checkpoint.json")
+        line = f"{run_dir} holds no checkpoint (--checkpoint-every N writes them)" if run_dir else "nothing was written"
+        if run_dir and os.path.exists(summary):
+            with open(summary) as f:
+                line = f"the last checkpoint is in {run_dir} (step {json.load(f)['step']}); continue the run with: "
+            line += shlex.join(["python", SCRIPT, "--resume", run_dir])
+        for bar in list(tqdm._instances):  # closed first, so that this line is the last one
+            bar.close()
+        print(f"interrupted: {line}", file=sys.stderr)
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGINT, stop)
+
+
+def checkpoint_due(step: int, last_checkpoint: int, every: int, total_steps: int) -> bool:
+    """A multiple of --checkpoint-every (0: never) was passed since the last checkpoint, and the run is not over."""
+    return every > 0 and step < total_steps and step // every > last_checkpoint // every
+
+
+def stop_on_nan(step: int, good_step: int, saved: str, writer: SummaryWriter, progress: tqdm, where: str = ""):
+    """A NaN or infinite loss at `step`: end the run with the step and where the last good parameters are saved."""
+    progress.close()
+    writer.close()
+    saved = f"parameters of step {good_step} saved to {saved}"
+    raise SystemExit(f"error: the loss became NaN or infinite at step {step}{where} ({saved})")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -2,7 +2,7 @@
 
 Machines without internet cannot download the OGBench datasets. This script rebuilds them from the scripted oracles
 that ship in the `ogbench` package (manipulation `play`, point-maze `navigate`) and from an ant direction-following
-expert trained by `benchmark/train_ant_expert.py` (ant-maze `navigate`). It writes `<dataset>.npz` and
+expert trained by `benchmark/train_expert.py --env-id ant-xy` (ant-maze `navigate`). It writes `<dataset>.npz` and
 `<dataset>-val.npz` with the official keys, so `ogbench.make_env_and_datasets(name, dataset_path=...)` loads them
 unchanged. The data is statistically equivalent to the published files, not identical (MuJoCo version, seeds, expert).
 
@@ -24,16 +24,30 @@ says), actions sampled from the policy, written by `minari.DataCollector` into M
     python benchmark/make_dataset.py --dataset mujoco/hopper/medium-v0
 
 Every episode is seeded from `--seed` and its index alone, so the output does not depend on `--workers`. Finished
-episodes are kept in `<out-dir>/<name>.parts/` until the end; rerunning the same command resumes an interrupted run.
+episodes are kept in `<out-dir>/<name>.parts/` until the end; rerunning the same command (Ctrl-C prints it) resumes an
+interrupted run, and may change --num-episodes, --num-steps or --workers. One dataset, one set of settings: the
+folder's `config.json` keeps the settings its episodes were made with (and the expert file's checksum), and a command
+with other settings is refused with the one that continues them and one that starts anew in another folder.
+
+Nothing existing is touched until its replacement is complete and checked: flags that cannot make the dataset (fewer
+steps than one episode, an expert of another environment) are refused before anything slow; the new files are
+written under temporary names, read back and checked (whole episodes, finite values, the environment's observation
+and action shapes, the metadata Minari loads), and only then renamed into place, Ctrl-C held until they are in.
 """
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
 import os
+import shlex
 import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -43,6 +57,9 @@ import numpy as np
 import ogbench  # noqa: F401  (registers the OGBench envs)
 import tyro
 from tqdm import tqdm
+
+# OGBench's environments declare float64 bounds; gymnasium warns about the cast (in raw colour codes) at every env made.
+warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32", category=UserWarning)
 
 DEFAULT_DATA_DIR = "~/.ogbench/data"
 DEFAULT_EXPERT_PATH = "~/.ogbench/experts/ant_xy_sac/actor.msgpack"  # made by train_expert.py --env-id ant-xy
@@ -122,14 +139,15 @@ class Args:
     max_episode_steps: int | None = None
     """stored steps per episode; default: the official 1001 or 2001, or the task's time limit (demonstrations, Minari)"""
     noise: float | None = None
-    """action noise; default: the official 0.1 (manipulation plan oracles), 0.5 (pointmaze), 0.2 (antmaze expert)"""
+    """action noise, >= 0; default: the official 0.1 (manipulation plan oracles), 0.5 (pointmaze), 0.2 (antmaze
+    expert). Not for Minari, whose policy samples its own actions"""
     noise_smoothing: float = 0.5
     """standard deviation (in steps) of the Gaussian filter that smooths the manipulation oracles' plan noise"""
     out_dir: str | None = None
     """output folder; default: OGBench's ~/.ogbench/data, or for Minari its datasets folder (MINARI_DATASETS_PATH or
     ~/.minari/datasets)"""
     seed: int = 0
-    """base seed; episode i is seeded from (seed, i) alone"""
+    """base seed, in [0, 2^32); episode i is seeded from (seed, i) alone"""
     workers: int = os.cpu_count() or 1
     """parallel worker processes; the default is this machine's core count"""
     expert_path: str | None = None
@@ -626,6 +644,12 @@ def init_worker(spec: Spec) -> None:
         _collector = {"play": PlayCollector, "navigate": NavigateCollector}[spec.kind](spec)
 
 
+def init_pool_worker(spec: Spec) -> None:
+    """A worker of the pool: Ctrl-C is the main process's to handle (it stops the pool), not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    init_worker(spec)
+
+
 def collect_to_file(job: tuple[int, str]) -> None:
     """Collect one episode and save it atomically, so an interrupted run can resume from the finished files."""
     seed, path = job
@@ -642,31 +666,6 @@ def collect_to_file(job: tuple[int, str]) -> None:
 
 DATASET_TYPES = ("play", "navigate", "stitch", "explore", "noisy")
 DEFAULT_NUM_DEMOS = 100
-
-
-def fail(flag: str, value, why: str) -> None:
-    """A bad flag: one line on stderr, exit status 2."""
-    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
-    sys.exit(2)
-
-
-def check_args(args: Args) -> None:
-    """Every flag, before anything slow."""
-    if (args.dataset is None) == (args.demos is None):
-        fail("dataset", args.dataset, "give exactly one of --dataset (a dataset id) or --demos (a single-task env id)")
-    for flag in ("num_episodes", "num_steps", "max_episode_steps", "workers"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            fail(flag.replace("_", "-"), value, "must be positive; give an integer >= 1")
-    for flag in ("noise", "noise_smoothing"):
-        value = getattr(args, flag)
-        if value is not None and not value >= 0:
-            fail(flag.replace("_", "-"), value, "must be >= 0")
-    if args.dataset is not None and args.dataset not in DATASET_SIZES and parse_minari_id(args.dataset) is None:
-        names = ", ".join(list(DATASET_SIZES) + [f"mujoco/{name}/<level>-v0" for name in MINARI_ENVS])
-        fail("dataset", args.dataset, f"unknown; this script makes {names} (levels: {', '.join(MINARI_LEVELS)})")
-    if args.num_steps is not None and (args.dataset is None or parse_minari_id(args.dataset) is None):
-        fail("num-steps", args.num_steps, "only Minari datasets (mujoco/...) are sized in steps; use --num-episodes")
 
 
 def parse_minari_id(dataset: str) -> tuple[str, str] | None:
@@ -757,12 +756,14 @@ def pick_checkpoint(run_dir: str, env_id: str, name: str, level: str) -> str:
     try:
         with open(info_path) as f:
             returns = {e["step"]: e["deterministic"]["return_mean"] for e in json.load(f)["evaluations"]}
+        best = max(returns, key=returns.get)
     except (ValueError, KeyError, TypeError) as error:
         raise SystemExit(
             f"error: {info_path} is not the record of a train_expert.py run ({type(error).__name__}: {error}).\n"
-            f"  Rerun python benchmark/train_expert.py --env-id {env_id} --out-dir {run_dir} (it resumes)."
+            f"  Give --expert-path one of its checkpoints ({run_dir}/checkpoints/actor_<steps>.msgpack), or train "
+            f"an expert in a new folder: python benchmark/train_expert.py --env-id {env_id} "
+            f"--out-dir {new_folder(run_dir)}"
         ) from None
-    best = max(returns, key=returns.get)
     if level == "expert":
         step = best
     else:
@@ -784,62 +785,25 @@ def pick_checkpoint(run_dir: str, env_id: str, name: str, level: str) -> str:
     return os.path.join(run_dir, "checkpoints", f"actor_{step:09d}.msgpack")
 
 
-def check_expert(spec: Spec) -> None:
-    """The policy file exists and loads (here, not in a worker process where a bad file would end in a traceback)."""
-    if spec.expert_path is None:
-        return
-    env_id = "ant-xy" if spec.family == "antmaze" else spec.env_name
-    train = f"  python benchmark/train_expert.py --env-id {env_id}"
-    if not os.path.exists(spec.expert_path):
-        raise SystemExit(
-            f"error: no expert at {spec.expert_path}. Train it (hours on a CPU; it resumes if interrupted) with:\n"
-            f"{train}\n  or point --expert-path at an existing checkpoint."
-        )
-    try:
-        expert = load_expert(spec.expert_path)
-        expert_action(expert, np.zeros(expert["hidden_0"]["kernel"].shape[0]))
-    except Exception as error:  # msgpack, JSON and shape errors of a damaged or foreign file
-        raise SystemExit(
-            f"error: {spec.expert_path} is not an actor saved by benchmark/train_expert.py "
-            f"({type(error).__name__}: {error}). Retrain it with:\n{train}"
-        ) from None
-
-
 def collect_all(spec: Spec, seeds: list[int], parts_dir: str, workers: int, note_resume: bool = True) -> None:
     """Collect every episode whose file is not yet in `parts_dir`, with a progress bar in episodes/s."""
     jobs = [(s, os.path.join(parts_dir, f"episode_{i:06d}.npz")) for i, s in enumerate(seeds)]
     todo = [job for job in jobs if not os.path.exists(job[1])]
     if len(todo) < len(jobs) and note_resume:
         print(f"Resuming: {len(jobs) - len(todo)} of {len(jobs)} episodes already collected in {parts_dir}")
-    bar = tqdm(total=len(todo), unit="ep", desc="episodes", smoothing=0.05)
-    if workers == 1 or len(todo) <= 1:
-        init_worker(spec)
-        for job in todo:
-            collect_to_file(job)
-            bar.update()
-    else:
-        # "spawn" keeps workers clean of the parent's threads; each builds its env and policy once.
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(spec,)) as pool:
-            for _ in pool.imap_unordered(collect_to_file, todo):
+    with tqdm(total=len(todo), unit="ep", desc="episodes", smoothing=0.05) as bar:
+        if workers == 1 or len(todo) <= 1:
+            init_worker(spec)
+            for job in todo:
+                collect_to_file(job)
                 bar.update()
-    bar.close()
-
-
-def prepare_parts_dir(parts_dir: str, spec: Spec, seed: int) -> None:
-    """Episodes already in `parts_dir` can be reused only if they were made with the same spec and seed."""
-    config = {**asdict(spec), "seed": seed}
-    config_path = os.path.join(parts_dir, "config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            previous = json.load(f)
-        if previous != config:
-            raise SystemExit(
-                f"{parts_dir} holds episodes of another configuration:\n  {previous}\nnot\n  {config}\n"
-                "Delete that folder or rerun with the same options."
-            )
-    os.makedirs(parts_dir, exist_ok=True)
-    with open(config_path, "w") as f:
-        json.dump(config, f)
+        else:
+            # "spawn" keeps workers clean of the parent's threads; each builds its env and policy once, and leaves
+            # Ctrl-C to this process, which stops them.
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, initializer=init_pool_worker, initargs=(spec,)) as pool:
+                for _ in pool.imap_unordered(collect_to_file, todo):
+                    bar.update()
 
 
 def load_episodes(paths: list[str]) -> tuple[dict, dict]:
@@ -861,10 +825,33 @@ def demo_metadata(spec: Spec, stats: dict) -> dict:
     }
 
 
-def save_npz(path: str, data: dict) -> None:
-    with open(path + ".tmp", "wb") as f:
-        np.savez_compressed(f, **data)
-    os.replace(path + ".tmp", path)
+def write_ogbench_files(spec: Spec, splits: dict[str, list[str]], shapes: tuple) -> dict:
+    """Write each split's `.npz` under a temporary name, check it read back from disk, and only when all pass rename
+    them into place (together: Ctrl-C is held until both are in). Returns {path: (arrays, per-episode stats)}."""
+    outputs, staged = {}, []
+    try:
+        for path, paths in splits.items():
+            data, stats = load_episodes(paths)
+            if spec.kind == "demos":
+                data.update(demo_metadata(spec, stats))
+            staged.append((path + ".tmp", path))
+            with open(path + ".tmp", "wb") as f:
+                np.savez_compressed(f, **data)
+            if problem := npz_problem(path + ".tmp", spec, *shapes):
+                raise SystemExit(
+                    f"error: the new {os.path.basename(path)} holds {problem}; nothing was replaced in "
+                    f"{os.path.dirname(path)}, and the collected episodes stay in {os.path.dirname(paths[0])}."
+                )
+            outputs[path] = (data, stats)
+    except BaseException:  # a failed check, an error or Ctrl-C: no temporary file is left behind
+        for temporary, _ in staged:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        raise
+    with hold_ctrl_c():
+        for temporary, final in staged:
+            os.replace(temporary, final)
+    return outputs
 
 
 def summarize(outputs: dict, elapsed: float) -> None:
@@ -933,54 +920,63 @@ def collect_minari(spec: Spec, args: Args, parts_dir: str, num_steps: int) -> li
         collect_all(spec, seeds, parts_dir, args.workers, note_resume=first_wave)
 
 
-def write_minari_dataset(spec: Spec, args: Args, dataset_id: str, paths: list[str], root: str) -> None:
-    """Replay the collected episodes through `minari.DataCollector` and create the dataset in Minari's folder.
+def write_minari_dataset(spec: Spec, args: Args, dataset_id: str, paths: list[str], root: str, shapes) -> None:
+    """Replay the collected episodes through `minari.DataCollector` into a new dataset, check it, and put it in place.
 
     Each episode is reset with its seed and stepped with its recorded actions: the simulator is deterministic, so the
     replay reproduces the recorded observations (checked) and the dataset is exactly what DataCollector records
-    while the policy acts. It is written under a temporary folder of `root` and moved into place when complete.
+    while the policy acts. It is made in a temporary folder of `root`, loaded back through Minari and checked, and
+    only then swapped in for the old one.
     """
     import minari
 
-    tmp_root = os.path.join(root, ".make_dataset.tmp")
-    shutil.rmtree(tmp_root, ignore_errors=True)
-    with minari_datasets_path(tmp_root):
-        env = minari.DataCollector(gymnasium.make(spec.env_name, max_episode_steps=spec.max_episode_steps))
-        for path in tqdm(paths, unit="ep", desc="writing with minari.DataCollector"):
-            with np.load(path) as episode:
-                ob, _ = env.reset(seed=int(episode["seed"]))
-                for action in episode["actions"]:
-                    ob, *_ = env.step(action)
-                if not np.array_equal(ob, episode["observations"][-1]):
-                    raise SystemExit(f"error: replaying {path} did not reproduce its observations (simulator changed?)")
-        with open(os.path.splitext(spec.expert_path)[0] + ".json") as f:
-            evaluation = json.load(f)["evaluations"][-1]
-        description = (
-            f"Regenerated offline by benchmark/make_dataset.py with Minari's procedure: whole episodes of "
-            f"{spec.env_name} within {args.num_steps or MINARI_STEPS} steps, actions sampled from a SAC policy "
-            f"trained by benchmark/train_expert.py (checkpoint {os.path.basename(spec.expert_path)}: "
-            f"{evaluation['step']} transitions, deterministic return {evaluation['deterministic']['return_mean']:.1f} "
-            f"+- {evaluation['deterministic']['return_std']:.1f}). Statistically equivalent to the published "
-            f"{dataset_id}, not identical."
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Minari's reminders about the e-mail and permalink fields
-            env.create_dataset(
-                dataset_id,
-                eval_env=spec.env_name,
-                algorithm_name="SAC (JAX, benchmark/train_expert.py)",
-                author="flow-matching RL reference implementations",
-                code_permalink="benchmark/make_dataset.py",
-                description=description,
-                requirements=["mujoco>=3.2", "gymnasium>=1.0"],
+    os.makedirs(root, exist_ok=True)
+    tmp_root = tempfile.mkdtemp(prefix=".make_dataset-", dir=root)
+    try:
+        with minari_datasets_path(tmp_root):
+            env = minari.DataCollector(gymnasium.make(spec.env_name, max_episode_steps=spec.max_episode_steps))
+            for path in tqdm(paths, unit="ep", desc="writing with minari.DataCollector"):
+                with np.load(path) as episode:
+                    ob, _ = env.reset(seed=int(episode["seed"]))
+                    for action in episode["actions"]:
+                        ob, *_ = env.step(action)
+                    if not np.array_equal(ob, episode["observations"][-1]):
+                        raise SystemExit(f"error: replaying {path} did not reproduce its observations (simulator?)")
+            with open(os.path.splitext(spec.expert_path)[0] + ".json") as f:
+                evaluation = json.load(f)["evaluations"][-1]
+            description = (
+                f"Regenerated offline by benchmark/make_dataset.py with Minari's procedure: whole episodes of "
+                f"{spec.env_name} within {args.num_steps or MINARI_STEPS} steps, actions sampled from a SAC policy "
+                f"trained by benchmark/train_expert.py (checkpoint {os.path.basename(spec.expert_path)}: "
+                f"{evaluation['step']} transitions, deterministic return "
+                f"{evaluation['deterministic']['return_mean']:.1f} +- {evaluation['deterministic']['return_std']:.1f})."
+                f" Statistically equivalent to the published {dataset_id}, not identical."
             )
-        env.close()
-        final = os.path.join(root, dataset_id)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.replace(os.path.join(tmp_root, dataset_id), final)
-    shutil.rmtree(tmp_root, ignore_errors=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Minari's reminders about the e-mail and permalink fields
+                env.create_dataset(
+                    dataset_id,
+                    eval_env=spec.env_name,
+                    algorithm_name="SAC (JAX, benchmark/train_expert.py)",
+                    author="flow-matching RL reference implementations",
+                    code_permalink="benchmark/make_dataset.py",
+                    description=description,
+                    requirements=["mujoco>=3.2", "gymnasium>=1.0"],
+                )
+            env.close()
+        if problem := minari_problem(tmp_root, dataset_id, spec, len(paths), *shapes):
+            raise SystemExit(
+                f"error: the new {dataset_id} holds {problem}; nothing was replaced in {root}, and the collected "
+                f"episodes stay in {os.path.dirname(paths[0])}."
+            )
+        for folder in (os.path.dirname(os.path.dirname(dataset_id)), os.path.dirname(dataset_id)):  # namespaces
+            made = os.path.join(tmp_root, folder, "namespace_metadata.json")
+            if os.path.exists(made) and not os.path.exists(os.path.join(root, folder, "namespace_metadata.json")):
+                os.makedirs(os.path.join(root, folder), exist_ok=True)
+                os.replace(made, os.path.join(root, folder, "namespace_metadata.json"))
+        swap_in_folder(os.path.join(tmp_root, dataset_id), os.path.join(root, dataset_id))
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
 
 
 def summarize_minari(root: str, dataset_id: str, elapsed: float) -> None:
@@ -1004,50 +1000,339 @@ def summarize_minari(root: str, dataset_id: str, elapsed: float) -> None:
     print(f"\nDone in {elapsed / 60:.1f} min.")
 
 
-def main_minari(args: Args, dataset_id: str, spec: Spec) -> None:
-    root = minari_root(args)
-    parts_dir = os.path.join(root, f"{dataset_id}.parts")
-    prepare_parts_dir(parts_dir, spec, args.seed)
-    num_steps = args.num_steps or MINARI_STEPS
-    print(
-        f"Making {dataset_id}: whole episodes of up to {spec.max_episode_steps} steps on {spec.env_name} within "
-        f"{num_steps} steps, policy {spec.expert_path}, seed {args.seed}, {args.workers} workers"
-    )
-    start = time.time()
-    kept = collect_minari(spec, args, parts_dir, num_steps)
-    write_minari_dataset(spec, args, dataset_id, [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in kept], root)
-    shutil.rmtree(parts_dir)
-    summarize_minari(root, dataset_id, time.time() - start)
-
-
 def main(args: Args) -> None:
     check_args(args)
     name, spec, num_train = resolve(args)
-    check_expert(spec)
-    if spec.kind == "minari":
-        return main_minari(args, name, spec)
-    num_val = max(1, num_train // 10)
-    out_dir = os.path.expanduser(args.out_dir or DEFAULT_DATA_DIR)
-    parts_dir = os.path.join(out_dir, f"{name}.parts")
+    shapes = check_spec(args, spec)  # the flags that cannot make this dataset, before anything slow
+    root = minari_root(args) if spec.kind == "minari" else os.path.expanduser(args.out_dir or DEFAULT_DATA_DIR)
+    parts_dir = os.path.join(root, f"{name}.parts")
+    check_parts_dir(parts_dir, root, spec, args)  # one dataset, one set of settings
     prepare_parts_dir(parts_dir, spec, args.seed)
-    print(
-        f"Making {name}: {num_train} train + {num_val} val episodes of up to {spec.max_episode_steps} steps on "
-        f"{spec.env_name}, noise {spec.noise}, seed {args.seed}, {args.workers} workers"
+    start = time.time()
+    try:
+        if spec.kind == "minari":
+            num_steps = args.num_steps or MINARI_STEPS
+            print(
+                f"Making {name}: whole episodes of up to {spec.max_episode_steps} steps on {spec.env_name} within "
+                f"{num_steps} steps, policy {spec.expert_path}, seed {args.seed}, {args.workers} workers"
+            )
+            kept = collect_minari(spec, args, parts_dir, num_steps)
+            paths = [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in kept]
+            write_minari_dataset(spec, args, name, paths, root, shapes)
+        else:
+            num_val = max(1, num_train // 10)
+            print(
+                f"Making {name}: {num_train} train + {num_val} val episodes of up to {spec.max_episode_steps} steps "
+                f"on {spec.env_name}, noise {spec.noise}, seed {args.seed}, {args.workers} workers"
+            )
+            collect_all(spec, [episode_seed(args.seed, i) for i in range(num_train + num_val)], parts_dir, args.workers)
+            paths = [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in range(num_train + num_val)]
+            splits = {
+                os.path.join(root, f"{name}.npz"): paths[:num_train],
+                os.path.join(root, f"{name}-val.npz"): paths[num_train:],
+            }
+            outputs = write_ogbench_files(spec, splits, shapes)
+    except KeyboardInterrupt:
+        collected = len([f for f in os.listdir(parts_dir) if f.startswith("episode_") and f.endswith(".npz")])
+        print(
+            f"interrupted: {collected} finished episodes are kept in {parts_dir}; the same command resumes: "
+            f"{command_line(args)}",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    shutil.rmtree(parts_dir)
+    if spec.kind == "minari":
+        summarize_minari(root, name, time.time() - start)
+    else:
+        summarize(outputs, time.time() - start)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RUN PLUMBING: flag checks, the parts folder's settings, checking and swapping in the result, Ctrl-C; nothing here
+# changes the data
+# ----------------------------------------------------------------------------------------------------------------
+
+# Every flag's rule, checked before anything slow: (flags, test, what is accepted). None takes the dataset's default.
+FLAG_RULES = [
+    ("seed", lambda v: 0 <= v < 2**32, "must be in [0, 2^32); give a non-negative integer"),
+    ("num_episodes num_steps max_episode_steps workers", lambda v: v >= 1, "must be positive; give an integer >= 1"),
+    ("noise noise_smoothing", lambda v: v >= 0, "must be a finite number >= 0"),
+]
+# What decides the episodes in a parts folder, by the flag that sets it (None: no flag does).
+SETTING_FLAGS = {
+    "kind": None,
+    "family": None,
+    "env_name": None,
+    "max_episode_steps": "max_episode_steps",
+    "noise": "noise",
+    "noise_smoothing": "noise_smoothing",
+    "expert_path": "expert_path",
+    "seed": "seed",
+    "expert_sha256": None,
+}
+
+
+def fail(flag: str, value, why: str) -> None:
+    """A bad flag: one line on stderr, exit status 2."""
+    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(args: Args) -> None:
+    """Every flag on its own, before anything slow: the rules above, then the lines between flags."""
+    for names, ok, why in FLAG_RULES:
+        for name in names.split():
+            value = getattr(args, name)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                fail(name.replace("_", "-"), value, why)
+    if (args.dataset is None) == (args.demos is None):
+        fail("dataset", args.dataset, "give exactly one of --dataset (a dataset id) or --demos (a single-task env id)")
+    minari = args.dataset is not None and parse_minari_id(args.dataset) is not None
+    if args.dataset is not None and args.dataset not in DATASET_SIZES and not minari:
+        names = ", ".join(list(DATASET_SIZES) + [f"mujoco/{name}/<level>-v0" for name in MINARI_ENVS])
+        fail("dataset", args.dataset, f"unknown; this script makes {names} (levels: {', '.join(MINARI_LEVELS)})")
+    if args.num_steps is not None and not minari:
+        fail("num-steps", args.num_steps, "only Minari datasets (mujoco/...) are sized in steps; use --num-episodes")
+    if args.noise is not None and minari:
+        fail("noise", args.noise, "Minari's policy samples its own actions; leave out --noise")
+    uses_expert = minari or "antmaze" in (args.dataset or args.demos)
+    if args.expert_path is not None and not uses_expert:
+        fail("expert-path", args.expert_path, "only antmaze and Minari (mujoco/...) datasets are made by an expert")
+    out_dir = minari_root(args) if minari else os.path.expanduser(args.out_dir or DEFAULT_DATA_DIR)
+    shown = args.out_dir if args.out_dir is not None else f"{out_dir} (the default)"
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        fail("out-dir", shown, "is a file; give a folder (made if missing)")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        fail("out-dir", shown, f"cannot be made: {parent} is not a writable folder; give another folder")
+
+
+def check_spec(args: Args, spec: Spec) -> tuple[tuple, tuple]:
+    """The flags that cannot make this dataset, refused before anything slow: fewer steps than one episode, an expert
+    for another environment. Returns the environment's observation and action shapes, which the result must have."""
+    env = gymnasium.make(spec.env_name)
+    shapes = env.observation_space.shape, env.action_space.shape
+    env.close()
+    if spec.kind == "minari" and (args.num_steps or MINARI_STEPS) < spec.max_episode_steps:
+        why = f"fewer than one episode of up to {spec.max_episode_steps} steps (Minari keeps whole episodes only)"
+        fail(
+            "num-steps",
+            args.num_steps,
+            f"{why}; give at least {spec.max_episode_steps}, or a lower --max-episode-steps",
+        )
+    if spec.kind != "minari" and spec.max_episode_steps < 2:
+        why = "OGBench's loader drops the last stored step of each episode, so one step holds no transition"
+        fail("max-episode-steps", spec.max_episode_steps, f"{why}; give at least 2")
+    if spec.expert_path is not None:
+        check_expert(spec, *shapes)
+    return shapes
+
+
+def check_expert(spec: Spec, obs_shape: tuple, action_shape: tuple) -> None:
+    """The policy file exists, loads, and is an actor of this environment: its input and output sizes, and the
+    environment that train_expert.py recorded beside it (here, not in a worker, where it would be a traceback)."""
+    env_id = "ant-xy" if spec.family == "antmaze" else spec.env_name
+    train = f"  python benchmark/train_expert.py --env-id {env_id}"
+    if not os.path.exists(spec.expert_path):
+        raise SystemExit(
+            f"error: no expert at {spec.expert_path}. Train it (hours on a CPU; it resumes if interrupted) with:\n"
+            f"{train}\n  or point --expert-path at an existing checkpoint."
+        )
+    info_path = os.path.splitext(spec.expert_path)[0] + ".json"
+    try:
+        expert = load_expert(spec.expert_path)
+        expert_action(expert, np.zeros(expert["hidden_0"]["kernel"].shape[0]))
+        info = {}
+        if spec.family == "locomotion" or os.path.exists(info_path):  # the first ant trainer wrote no JSON
+            with open(info_path) as f:
+                info = json.load(f)
+        if spec.family == "locomotion":  # the dataset's description quotes the checkpoint's evaluation
+            float(info["evaluations"][-1]["deterministic"]["return_mean"])
+    except Exception as error:  # msgpack, JSON and shape errors of a damaged or foreign file
+        raise SystemExit(
+            f"error: {spec.expert_path} is not an actor saved by benchmark/train_expert.py with its record "
+            f"{os.path.basename(info_path)} beside it ({type(error).__name__}: {error}). Retrain it with:\n{train}"
+        ) from None
+    # The ant expert reads the proprioception without x, y and the 2-D direction: as many numbers as the maze's
+    # observation. A locomotion expert reads the observation itself.
+    sizes = expert["hidden_0"]["kernel"].shape[0], expert["mean"]["kernel"].shape[1]
+    trained_on = info.get("env_id")
+    if sizes != (obs_shape[0], action_shape[0]) or trained_on not in (None, env_id):
+        fail(
+            "expert-path",
+            spec.expert_path,
+            f"an actor of {trained_on or 'another environment'} ({sizes[0]} inputs, {sizes[1]} actions), where "
+            f"{spec.env_name} needs one of {env_id} ({obs_shape[0]} inputs, {action_shape[0]} actions); train it with "
+            f"python benchmark/train_expert.py --env-id {env_id}",
+        )
+
+
+def parts_settings(spec: Spec, seed: int) -> dict:
+    """What decides the episodes of a parts folder: the collection spec, the seed, and the expert file's content."""
+    settings = {**asdict(spec), "seed": seed}
+    if spec.expert_path is not None:
+        with open(spec.expert_path, "rb") as f:
+            settings["expert_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    return settings
+
+
+def prepare_parts_dir(parts_dir: str, spec: Spec, seed: int) -> None:
+    """Make the parts folder and record the settings of its episodes (kept if it holds them already)."""
+    os.makedirs(parts_dir, exist_ok=True)
+    config_path = os.path.join(parts_dir, "config.json")
+    with open(config_path + ".tmp", "w") as f:
+        json.dump(parts_settings(spec, seed), f)
+    os.replace(config_path + ".tmp", config_path)
+
+
+def check_parts_dir(parts_dir: str, root: str, spec: Spec, args: Args) -> None:
+    """One dataset, one set of settings: the episodes already in `parts_dir` are continued only under the settings
+    they were made with. A folder whose settings are missing, unreadable or other is refused (exit status 1) with the
+    differing settings, the command that continues it, and one that makes this dataset in a new folder."""
+    if not os.path.isdir(parts_dir):
+        return
+    episodes = len([f for f in os.listdir(parts_dir) if f.startswith("episode_") and f.endswith(".npz")])
+    config_path = os.path.join(parts_dir, "config.json")
+    elsewhere = command_line(dataclasses.replace(args, out_dir=new_folder(root)))
+    discard = f"Delete that folder to discard them, or make this dataset in a new folder: {elsewhere}"
+    if not os.path.exists(config_path):
+        if episodes:
+            raise SystemExit(
+                f"error: {parts_dir} holds {episodes} episodes without the settings they were made with (no "
+                f"config.json); continuing them could mix two datasets.\n  {discard}"
+            )
+        return
+    try:
+        with open(config_path) as f:
+            previous = dict(json.load(f))
+    except (OSError, ValueError, TypeError) as error:
+        raise SystemExit(
+            f"error: {config_path}, the settings of the {episodes} episodes in {parts_dir}, is unreadable "
+            f"({type(error).__name__}: {error}); continuing them could mix two datasets.\n  {discard}"
+        ) from None
+    settings = parts_settings(spec, args.seed)
+    differing = [key for key in {**previous, **settings} if previous.get(key) != settings.get(key)]
+    if not differing:
+        return
+    flags = [SETTING_FLAGS.get(key) for key in differing]
+    named = "; ".join(
+        f"{'--' + flag.replace('_', '-') if flag else key} {settings.get(key)} here, {previous.get(key)} there"
+        for key, flag in zip(differing, flags, strict=True)
+    )
+    # The command that continues them: this one with their settings put back, offered only if it reproduces them
+    # (no flag puts back an expert file that has changed since).
+    ways = f"Make this dataset in a new folder: {elsewhere}"
+    if all(flags):
+        continued = dataclasses.replace(
+            args, **{flag: previous[key] for key, flag in zip(differing, flags, strict=True)}
+        )
+        if parts_settings(resolve(continued)[1], continued.seed) == previous:
+            ways = f"Continue them: {command_line(continued)}\n  or make this dataset in a new folder: {elsewhere}"
+    raise SystemExit(
+        f"error: {parts_dir} holds {episodes} episodes made with other settings ({named}); one dataset must not mix "
+        f"two.\n  {ways}"
     )
 
-    start = time.time()
-    seeds = [episode_seed(args.seed, i) for i in range(num_train + num_val)]
-    collect_all(spec, seeds, parts_dir, args.workers)
-    paths = [os.path.join(parts_dir, f"episode_{i:06d}.npz") for i in range(num_train + num_val)]
-    outputs = {}
-    for split, split_paths in (("", paths[:num_train]), ("-val", paths[num_train:])):
-        data, stats = load_episodes(split_paths)
-        if spec.kind == "demos":
-            data.update(demo_metadata(spec, stats))
-        outputs[os.path.join(out_dir, f"{name}{split}.npz")] = (data, stats)
-        save_npz(os.path.join(out_dir, f"{name}{split}.npz"), data)
-    shutil.rmtree(parts_dir)
-    summarize(outputs, time.time() - start)
+
+def new_folder(path: str) -> str:
+    """`<path>-2`, or -3, ...: the first that does not exist yet."""
+    number = 2
+    while os.path.exists(f"{path.rstrip('/')}-{number}"):
+        number += 1
+    return f"{path.rstrip('/')}-{number}"
+
+
+def command_line(args: Args) -> str:
+    """The command for these Args: each flag whose value is not its default."""
+    defaults, argv = Args(), ["python", "benchmark/make_dataset.py"]
+    for field in dataclasses.fields(Args):
+        value = getattr(args, field.name)
+        if value != getattr(defaults, field.name):
+            argv += [f"--{field.name.replace('_', '-')}", str(value)]
+    return shlex.join(argv)
+
+
+def npz_problem(path: str, spec: Spec, obs_shape: tuple, action_shape: tuple) -> str | None:
+    """What is wrong with a new OGBench file, read back from disk, or None: whole episodes, equal lengths, finite
+    values, the environment's observation and action shapes, and a success flag per demonstration."""
+    with np.load(path) as file:
+        data = {key: file[key] for key in file}
+    missing = {"observations", "actions", "terminals", "qpos", "qvel"} - set(data)
+    if missing:
+        return f"no {sorted(missing)}"
+    per_step = {key: len(value) for key, value in data.items() if value.ndim > 0 and key != "episode_success"}
+    if len(set(per_step.values())) != 1:
+        return f"arrays of different lengths {per_step}"
+    episodes = int(data["terminals"].sum())
+    if episodes < 1 or not data["terminals"][-1]:
+        return f"{episodes} whole episodes (the last step must end one)"
+    for key, shape in (("observations", obs_shape), ("actions", action_shape)):
+        if data[key].shape[1:] != shape:
+            return f"{key} of shape {data[key].shape[1:]} per step, where {spec.env_name} has {shape}"
+    for key, value in data.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return f"NaN or infinite {key}"
+    if spec.kind == "demos" and len(data["episode_success"]) != episodes:
+        return f"{len(data['episode_success'])} success flags for {episodes} episodes"
+    return None
+
+
+def minari_problem(root: str, dataset_id: str, spec: Spec, episodes: int, obs_shape, action_shape) -> str | None:
+    """What is wrong with a new Minari dataset, loaded back through Minari from `root`, or None: its metadata (the
+    environment, the episode count), and each episode's shapes and finite values."""
+    import minari
+
+    try:
+        with minari_datasets_path(root):
+            dataset = minari.load_dataset(dataset_id)
+            env_id = json.loads(dataset.storage.metadata["env_spec"])["id"]
+            if env_id != spec.env_name or dataset.total_episodes != episodes or episodes < 1:
+                return f"{dataset.total_episodes} episodes of {env_id} (expected {episodes} >= 1 of {spec.env_name})"
+            for episode in dataset.iterate_episodes():
+                steps = len(episode.actions)
+                if episode.observations.shape != (steps + 1, *obs_shape) or episode.actions.shape != (
+                    steps,
+                    *action_shape,
+                ):
+                    shapes = f"observations {episode.observations.shape}, actions {episode.actions.shape}"
+                    return f"episode {episode.id} of {shapes}"
+                for key in ("observations", "actions", "rewards"):
+                    if not np.isfinite(getattr(episode, key)).all():
+                        return f"NaN or infinite {key} in episode {episode.id}"
+    except Exception as error:  # Minari's metadata or HDF5 errors
+        return f"a dataset Minari cannot load ({type(error).__name__}: {error})"
+    return None
+
+
+def swap_in_folder(new: str, final: str) -> None:
+    """Put the folder `new` at `final`: one rename if there is none yet; else the old one is renamed aside first and
+    deleted once the new one is in. Ctrl-C is held meanwhile, so no interruption leaves `final` missing."""
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    aside = final + ".replaced"
+    with hold_ctrl_c():
+        if os.path.exists(final):
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(final, aside)
+        os.replace(new, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def hold_ctrl_c():
+    """Hold Ctrl-C until the block ends (then raise it), so that it never falls between two renames."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

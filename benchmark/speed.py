@@ -74,24 +74,42 @@ class Args:
     """fm_irl: teacher samples drawn at every PPO minibatch (the paper's 1024 for Hopper)"""
 
 
+# Every flag's rule, checked before anything slow: (flags, test, what is accepted).
+FLAG_RULES = [
+    ("algo", lambda v: v in ALGOS, f"not a method this script measures; give one of {', '.join(ALGOS)}"),
+    (
+        "steps chunk batch_size flow_steps dataset_size obs_dim action_dim rldt_num_envs rldt_rollout_steps "
+        "rldt_critic_rounds rldt_actor_steps iterations teacher_hidden_dim regularizer_samples",
+        lambda v: v >= 1,
+        "must be positive; give an integer >= 1",
+    ),
+    (
+        "hidden_dims",
+        lambda v: len(v) > 0 and min(v) >= 1,
+        "must be one or more positive layer sizes; give e.g. 512 512 512 512",
+    ),
+]
+
+
 def fail(flag: str, value, why: str):
     """A bad flag value: one line on stderr, exit status 2."""
     print(f"error: --{flag} {value}: {why}", file=sys.stderr)
     sys.exit(2)
 
 
+def shown(value) -> str:
+    """A flag's value as given: list items joined ((none) if empty), '' for a blank text."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) or "(none)"
+    return "''" if isinstance(value, str) and not value.strip() else str(value)
+
+
 def check_args(bench: Args) -> None:
     """Every flag, before anything slow."""
-    if bench.algo not in ALGOS:
-        fail("algo", bench.algo, f"not a method this script measures; give one of {', '.join(ALGOS)}")
-    positive = ("steps", "chunk", "batch_size", "flow_steps", "dataset_size", "obs_dim", "action_dim")
-    positive += ("rldt_num_envs", "rldt_rollout_steps", "rldt_critic_rounds", "rldt_actor_steps")
-    for flag in positive + ("iterations", "teacher_hidden_dim", "regularizer_samples"):
-        if getattr(bench, flag) < 1:
-            fail(flag.replace("_", "-"), getattr(bench, flag), "must be positive; give an integer >= 1")
-    if not bench.hidden_dims or min(bench.hidden_dims) < 1:
-        shown = " ".join(map(str, bench.hidden_dims)) or "(none)"
-        fail("hidden-dims", shown, "must be one or more positive layer sizes; give e.g. 512 512 512 512")
+    for names, ok, why in FLAG_RULES:
+        for name in names.split():
+            if not ok(value := getattr(bench, name)):
+                fail(name.replace("_", "-"), shown(value), why)
 
 
 def main(bench: Args) -> tuple[float, float]:
@@ -193,9 +211,8 @@ def rldt_iteration_speed(bench: Args) -> tuple[float, float]:
         def update(self, n):
             pass
 
-    tracker = {"return": np.zeros(n), "length": np.zeros(n, int), "success": np.zeros(n, bool)}
     start = time.perf_counter()
-    rldt.collect(envs, obs, tracker, explore_fn, actor, key, bench.rldt_rollout_steps, Quiet())
+    rldt.collect(envs, obs, explore_fn, actor, key, bench.rldt_rollout_steps, Quiet())
     rollout = (time.perf_counter() - start) * T / bench.rldt_rollout_steps
     critic_times, actor_times = [], []
     for _ in range(bench.rldt_critic_rounds):

@@ -23,7 +23,7 @@ The quick profile reads small regenerated datasets from data/ (200 episodes, abo
 
 FM-IRL (`--method fm-irl`) learns online from demonstrations; its quick profile runs FM-IRL and its two ablations on
 hopper (the Minari expert dataset) and pointmaze-medium, and a demonstration-noise sweep on pointmaze-medium, from
-demonstrations in data/ (seconds each), then `python benchmark/summarize_fm_irl.py` writes the table and curves:
+demonstrations in data/ (seconds each), then `python benchmark/summarize.py --fm-irl` writes the table and curves:
 
     for noise in 0.5 1 2; do python benchmark/make_dataset.py --demos pointmaze-medium-singletask-task1-v0 \
         --num-episodes 51 --noise $noise --out-dir data$([ $noise = 0.5 ] || echo /demos-noise$noise); done
@@ -251,35 +251,50 @@ class Args:
     """memory per run on slurm, in GB"""
 
 
+# Every flag's rule, checked before anything starts: (flags, test, what is accepted). None: the profile's value.
+FLAG_RULES = [
+    ("tasks", lambda v: len(v) > 0, "give at least one env id or alias, or leave out --tasks for the profile's tasks"),
+    ("seeds", lambda v: len(v) > 0 and all(0 <= seed < 2**32 for seed in v), "give one or more seeds in [0, 2^32)"),
+    (
+        "dataset_dir",
+        lambda v: (REPO_ROOT / os.path.expanduser(v)).is_dir(),
+        "no such folder (relative to the repository root); make the datasets with benchmark/make_dataset.py",
+    ),
+    ("jobs", lambda v: v >= 1, "must be positive; give an integer >= 1, or leave it out"),
+    ("timeout_min slurm_cpus_per_task slurm_mem_gb", lambda v: v >= 1, "must be positive; give an integer >= 1"),
+    ("slurm_gpus_per_node", lambda v: v >= 0, "must not be negative; give 0 (CPU-only jobs) or more"),
+    (
+        "results_dir log_dir",
+        lambda v: bool(v) and not (REPO_ROOT / os.path.expanduser(v)).is_file(),
+        "must name a folder (made if missing), not a file",
+    ),
+]
+
+
 def fail(flag: str, value, why: str):
     """A bad flag value: one line on stderr, exit status 2."""
     print(f"error: --{flag} {value}: {why}", file=sys.stderr)
     sys.exit(2)
 
 
+def shown(value) -> str:
+    """A flag's value as given: list items joined ((none) if empty), '' for a blank text."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) or "(none)"
+    return "''" if isinstance(value, str) and not value.strip() else str(value)
+
+
 def check_args(args: Args) -> None:
-    """Every flag, before anything slow."""
-    if args.tasks is not None and not args.tasks:
-        fail("tasks", "(none)", "give at least one env id or alias, or leave out --tasks for the profile's tasks")
-    if args.seeds is not None and (not args.seeds or not all(0 <= seed < 2**32 for seed in args.seeds)):
-        fail("seeds", " ".join(map(str, args.seeds)) or "(none)", "give one or more seeds in [0, 2^32)")
-    if args.dataset_dir is not None and not (REPO_ROOT / os.path.expanduser(args.dataset_dir)).is_dir():
-        why = "no such folder (relative to the repository root); make the datasets with benchmark/make_dataset.py"
-        fail("dataset-dir", args.dataset_dir, why)
+    """Every flag, before anything slow: the rules above, then the line between flags."""
+    for names, ok, why in FLAG_RULES:
+        for name in names.split():
+            value = getattr(args, name)
+            if value is not None and not ok(value):
+                fail(name.replace("_", "-"), shown(value), why)
     try:
         shlex.split(args.extra_args)
     except ValueError as error:
         fail("extra-args", repr(args.extra_args), f"cannot be split into flags ({error}); check the quotes")
-    if args.jobs is not None and args.jobs < 1:
-        fail("jobs", args.jobs, "must be positive; give an integer >= 1, or leave it out")
-    for flag in ("timeout_min", "slurm_cpus_per_task", "slurm_mem_gb"):
-        if getattr(args, flag) < 1:
-            fail(flag.replace("_", "-"), getattr(args, flag), "must be positive; give an integer >= 1")
-    if args.slurm_gpus_per_node < 0:
-        fail("slurm-gpus-per-node", args.slurm_gpus_per_node, "must not be negative; give 0 (CPU-only jobs) or more")
-    for flag in ("results_dir", "log_dir"):
-        if not getattr(args, flag):
-            fail(flag.replace("_", "-"), "''", "must name a folder")
 
 
 def check_commands(commands: list[list[str]]) -> None:
@@ -592,6 +607,5 @@ if __name__ == "__main__":
     for argv in failed:
         print(f"FAILED: {format_command(argv)}")
     print(f"{len(commands) - len(failed)}/{len(commands)} runs finished; tables and plots:")
-    summarizer = "summarize_fm_irl.py" if args.method == "fm-irl" else "summarize.py"
-    print(f"python benchmark/{summarizer} --out-dir {args.results_dir}")
+    print(f"python benchmark/summarize.py{' --fm-irl' * (args.method == 'fm-irl')} --out-dir {args.results_dir}")
     sys.exit(1 if failed else 0)

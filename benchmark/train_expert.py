@@ -16,16 +16,27 @@ One SAC, two recipes (RECIPES below):
 Every `--checkpoint-every` transitions the deterministic policy is evaluated on 10 episodes and its actor is kept as
 `<out-dir>/checkpoints/actor_<steps>.msgpack`; `<out-dir>/actor.msgpack` with `actor.json` (recipe, evaluations) is
 always the latest, and `learning_curve.png` plots the evaluations. The whole training state (networks, optimiser,
-replay buffer, random generators, counters) is written atomically to `<out-dir>/resume.msgpack`: rerunning the same
-command after an interruption continues from the last checkpoint (the episodes in progress then start afresh; the
-rest continues exactly).
+replay buffer, random generators, counters) goes to `<out-dir>/resume.msgpack`: rerunning the same command after an
+interruption (Ctrl-C prints it) continues from the last checkpoint (the episodes in progress then start afresh; the
+rest continues exactly), and may raise --total-steps to train longer.
+
+One folder holds one run. `config.json` keeps the settings the run started with; a folder whose settings are missing,
+unreadable or not this command's is refused, with the command that continues its run and one that starts this run in
+a new folder. A checkpoint's files are written under temporary names, the actor is read back and checked (finite
+weights, the environment's observation and action sizes), and only then renamed into place, `resume.msgpack` last and
+Ctrl-C held until all are in: a failure at any point leaves the previous checkpoint as it was.
 """
 
+import contextlib
 import dataclasses
+import difflib
 import json
 import math
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -103,17 +114,19 @@ class Args:
     env_id: str = "Hopper-v5"
     """`Hopper-v5`, `Walker2d-v5`, `HalfCheetah-v5`, `Ant-v5` (Minari's recipe) or `ant-xy` (the antmaze expert)"""
     total_steps: int | None = None
-    """environment transitions in all; default: the recipe's (3M for the gymnasium tasks, 400k for ant-xy)"""
+    """environment transitions in all; default: the recipe's (3M for the gymnasium tasks, 400k for ant-xy). The
+    recipe's environments step together (5 for the gymnasium tasks, 1 for ant-xy), so this and the next two flags are
+    multiples of their number. A finished or interrupted run continues to a higher value with the same command"""
     checkpoint_every: int | None = None
-    """evaluate and keep a checkpoint every this many transitions; default: the recipe's (50k)"""
+    """evaluate and keep a checkpoint every this many transitions (and at the end); default: the recipe's (50k)"""
     learning_starts: int | None = None
     """transitions with random actions before the first update; default: the recipe's (10k)"""
     eval_episodes: int = 10
     """episodes per evaluation (deterministic policy; ant-xy also evaluates with the datasets' action noise)"""
     out_dir: str | None = None
-    """folder of the checkpoints; default: ~/.minari/experts/<env-id>, or ~/.ogbench/experts/ant_xy_sac"""
+    """folder of the run (one run per folder); default: ~/.minari/experts/<env-id>, or ~/.ogbench/experts/ant_xy_sac"""
     seed: int = 0
-    """random seed of the networks, the environments and the replay sampling"""
+    """random seed of the networks, the environments and the replay sampling, in [0, 2^32)"""
     buffer_size: int = 1_000_000
     """replay buffer capacity (transitions)"""
     batch_size: int = 256
@@ -125,32 +138,8 @@ class Args:
     direction_interval: int = 100
     """ant-xy only: steps between two random walking directions (OGBench's default)"""
     eval_noise: float = 0.2
-    """ant-xy only: Gaussian action noise of the second evaluation (the noise of the antmaze datasets)"""
-
-
-def fail(flag: str, value, why: str) -> None:
-    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
-    sys.exit(2)
-
-
-def check_args(args: Args) -> None:
-    """Every flag, before anything slow: one line and exit status 2 for a bad value."""
-    if args.env_id not in RECIPES:
-        fail("env-id", args.env_id, f"no recipe for it; choose one of {', '.join(RECIPES)}")
-    for flag in ("total_steps", "checkpoint_every", "eval_episodes", "buffer_size", "batch_size", "direction_interval"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            fail(flag.replace("_", "-"), value, "must be positive; give an integer >= 1")
-    if args.learning_starts is not None and args.learning_starts < 0:
-        fail("learning-starts", args.learning_starts, "must be >= 0")
-    if not 0.0 <= args.discount < 1.0:
-        fail("discount", args.discount, "must be in [0, 1)")
-    if not 0.0 < args.tau <= 1.0:
-        fail("tau", args.tau, "must be in (0, 1]")
-    if args.eval_noise < 0:
-        fail("eval-noise", args.eval_noise, "must be >= 0")
-    if args.batch_size > args.buffer_size:
-        fail("batch-size", args.batch_size, f"larger than --buffer-size {args.buffer_size}")
+    """ant-xy only: standard deviation of the Gaussian action noise of the second evaluation (that of the antmaze
+    datasets), >= 0"""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -350,64 +339,12 @@ def evaluate(envs, policy, actor_params, noise: float, rng: np.random.Generator)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Checkpoints
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    with open(path + ".tmp", "wb") as f:
-        f.write(data)
-    os.replace(path + ".tmp", path)
-
-
-def save_expert(path: str, actor_params, info: dict) -> None:
-    """Write actor weights (flax msgpack) and `info` as JSON beside them (same stem, .json), both atomically."""
-    path = os.path.expanduser(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    write_atomic(path, serialization.msgpack_serialize(jax.device_get(actor_params)))
-    write_atomic(os.path.splitext(path)[0] + ".json", json.dumps(info, indent=2).encode())
-
-
-def plot_learning_curve(path: str, env_id: str, evaluations: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([e["step"] for e in evaluations]) / 1e6
-    mean = np.array([e["deterministic"]["return_mean"] for e in evaluations])
-    std = np.array([e["deterministic"]["return_std"] for e in evaluations])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, mean, marker=".")
-    ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
-    ax.set_xlabel("environment steps (millions)")
-    ax.set_ylabel("return (deterministic policy)")
-    ax.set_title(f"SAC expert, {env_id}\nmean and std over the evaluation episodes", fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
-
-
-def read_resume_state(path: str, template: dict) -> dict:
-    """The saved training state; a truncated or foreign file stops with a message naming it."""
-    try:
-        with open(path, "rb") as f:
-            return serialization.from_bytes(template, f.read())
-    except Exception as error:  # msgpack raises several types for a damaged file
-        raise SystemExit(
-            f"error: {path} is not a readable training state of this recipe ({type(error).__name__}: {error}).\n"
-            f"  Delete it to start afresh, or give another --out-dir."
-        ) from None
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def resolve(args: Args) -> tuple[Args, Recipe]:
+    """The recipe of --env-id, and Args with the defaults it sets filled in."""
     recipe = RECIPES[args.env_id]
     if args.learning_starts is not None:
         recipe = dataclasses.replace(recipe, learning_starts=args.learning_starts)
@@ -423,28 +360,11 @@ def resolve(args: Args) -> tuple[Args, Recipe]:
 def main(args: Args) -> None:
     check_args(args)
     args, recipe = resolve(args)
-    os.makedirs(os.path.join(args.out_dir, "checkpoints"), exist_ok=True)
     config = json.loads(json.dumps({"args": asdict(args), "recipe": asdict(recipe)}))  # tuples as JSON lists
-    config_path = os.path.join(args.out_dir, "config.json")
-    resume_path = os.path.join(args.out_dir, "resume.msgpack")
-    if os.path.exists(resume_path) and os.path.exists(config_path):
-        try:
-            with open(config_path) as f:
-                previous = json.load(f)
-        except ValueError:
-            raise SystemExit(
-                f"error: {config_path} is damaged; delete {args.out_dir} or give another --out-dir."
-            ) from None
-        free = ("total_steps", "out_dir")  # a run may be extended, and its folder moved
-        same = {k: v for k, v in previous["args"].items() if k not in free} == {
-            k: v for k, v in config["args"].items() if k not in free
-        }
-        if not same or previous["recipe"] != config["recipe"]:
-            raise SystemExit(
-                f"error: {args.out_dir} holds a run with other settings ({config_path}); resuming it would mix them.\n"
-                "  Rerun with the same flags (only --total-steps may change), or give another --out-dir."
-            )
-    write_atomic(config_path, json.dumps(config, indent=2).encode())
+    resuming = check_run_folder(args, config)  # one folder, one run
+    os.makedirs(os.path.join(args.out_dir, "checkpoints"), exist_ok=True)
+    if not resuming:  # the settings the run starts with, which every later command on this folder must match
+        write_atomic(os.path.join(args.out_dir, "config.json"), json.dumps(config, indent=2).encode())
 
     np.random.seed(args.seed)  # the ant-xy wrapper draws its directions from the global numpy generator
     rng = np.random.default_rng(args.seed)
@@ -478,34 +398,8 @@ def main(args: Args) -> None:
         "next_obs": np.zeros((size, obs_dim), np.float32),
     }
     transitions, evaluations, episode_returns = 0, [], np.zeros(recipe.num_envs)
-    if os.path.exists(resume_path):  # continue the interrupted run; the episodes in progress start afresh
-        template = {
-            "state": state,
-            "buffer": {k: np.zeros(0, v.dtype) for k, v in buffer.items()},
-            "transitions": 0,
-            "rng": np.zeros(0, np.uint8),
-            "eval_rng": np.zeros(0, np.uint8),
-        }
-        saved = read_resume_state(resume_path, template)
-        state, transitions = saved["state"], int(saved["transitions"])
-        filled = len(saved["buffer"]["reward"])  # the saved rows, in their circular order
-        if transitions > filled and filled != size:
-            raise SystemExit(
-                f"error: {resume_path} was written with a replay buffer of {filled} rows, this run has {size}.\n"
-                "  Resume with the --total-steps and --buffer-size of the interrupted run."
-            )
-        for k, v in saved["buffer"].items():
-            buffer[k][:filled] = v
-        rng.bit_generator.state = json.loads(bytes(saved["rng"]).decode())
-        eval_rng.bit_generator.state = json.loads(bytes(saved["eval_rng"]).decode())
-        try:
-            with open(os.path.join(args.out_dir, "actor.json")) as f:
-                evaluations = json.load(f)["evaluations"]
-        except (OSError, ValueError, KeyError) as error:
-            raise SystemExit(
-                f"error: {args.out_dir}/actor.json, the evaluations of the run to resume, is missing or damaged "
-                f"({type(error).__name__}). Delete {resume_path} to start afresh, or give another --out-dir."
-            ) from None
+    if resuming:  # continue the interrupted run; the episodes in progress start afresh
+        state, transitions, evaluations = restore_run(args, state, buffer, rng, eval_rng)
         print(f"Resuming {args.out_dir} at {transitions} transitions")
     print(
         f"Training {args.env_id} ({obs_dim} obs, {action_dim} actions) to {args.total_steps} transitions in {args.out_dir}"
@@ -518,69 +412,367 @@ def main(args: Args) -> None:
     metrics, last_return = None, float("nan")
     actions = np.stack([env.action_space.sample() for env in envs])
     bar = tqdm(total=args.total_steps, initial=transitions, unit="step", smoothing=0.05)
-    while transitions < args.total_steps:
-        for i, env in enumerate(envs):
-            next_obs, reward, terminated, truncated, _ = env.step(actions[i])
-            j = (transitions + i) % size
-            buffer["obs"][j], buffer["action"][j], buffer["reward"][j] = obs[i], actions[i], reward
-            buffer["mask"][j], buffer["next_obs"][j] = float(not terminated), next_obs  # truncation bootstraps
-            episode_returns[i] += reward
-            obs[i] = next_obs
-            if terminated or truncated:
-                obs[i], _ = env.reset()
-                last_return, episode_returns[i] = episode_returns[i], 0.0
-        transitions += recipe.num_envs
-        bar.update(recipe.num_envs)
+    try:
+        while transitions < args.total_steps:
+            for i, env in enumerate(envs):
+                next_obs, reward, terminated, truncated, _ = env.step(actions[i])
+                j = (transitions + i) % size
+                buffer["obs"][j], buffer["action"][j], buffer["reward"][j] = obs[i], actions[i], reward
+                buffer["mask"][j], buffer["next_obs"][j] = float(not terminated), next_obs  # truncation bootstraps
+                episode_returns[i] += reward
+                obs[i] = next_obs
+                if terminated or truncated:
+                    obs[i], _ = env.reset()
+                    last_return, episode_returns[i] = episode_returns[i], 0.0
+            transitions += recipe.num_envs
+            bar.update(recipe.num_envs)
 
-        if transitions < recipe.learning_starts:
-            actions = np.stack([env.action_space.sample() for env in envs])
-        else:
-            idx = rng.integers(min(transitions, size), size=args.batch_size)
-            batch = {k: v[idx] for k, v in buffer.items()}
-            state, actions, metrics = update_and_act(state, batch, obs)
-            actions = np.asarray(actions)
+            if transitions < recipe.learning_starts:
+                actions = np.stack([env.action_space.sample() for env in envs])
+            else:
+                idx = rng.integers(min(transitions, size), size=args.batch_size)
+                batch = {k: v[idx] for k, v in buffer.items()}
+                state, actions, metrics = update_and_act(state, batch, obs)
+                actions = np.asarray(actions)
+                if not np.isfinite(float(metrics["critic_loss"]) + float(metrics["actor_loss"])):
+                    stop_on_nan(args.out_dir, transitions, evaluations)
 
-        if transitions % 1000 < recipe.num_envs and metrics is not None:
-            bar.set_postfix(ep_return=f"{last_return:.0f}", alpha=f"{float(metrics['alpha']):.3f}")
-        if transitions % args.checkpoint_every < recipe.num_envs or transitions >= args.total_steps:
-            actor_params = state.params["actor"]
-            result = {
-                "step": transitions,
-                "minutes": (time.time() - start) / 60,
-                "deterministic": evaluate(eval_envs, policy, actor_params, 0.0, eval_rng),
-            }
-            if args.env_id == "ant-xy":
-                result[f"noise_{args.eval_noise}"] = evaluate(
-                    eval_envs, policy, actor_params, args.eval_noise, eval_rng
+            if transitions % 1000 < recipe.num_envs and metrics is not None:
+                bar.set_postfix(ep_return=f"{last_return:.0f}", alpha=f"{float(metrics['alpha']):.3f}")
+            if transitions % args.checkpoint_every == 0 or transitions >= args.total_steps:
+                actor_params = state.params["actor"]
+                result = {
+                    "step": transitions,
+                    "minutes": (time.time() - start) / 60,
+                    "deterministic": evaluate(eval_envs, policy, actor_params, 0.0, eval_rng),
+                }
+                if args.env_id == "ant-xy":
+                    result[f"noise_{args.eval_noise}"] = evaluate(
+                        eval_envs, policy, actor_params, args.eval_noise, eval_rng
+                    )
+                resume = {
+                    "state": state,
+                    "buffer": {k: v[: min(transitions, size)] for k, v in buffer.items()},  # the filled rows
+                    "transitions": transitions,
+                    "rng": np.frombuffer(json.dumps(rng.bit_generator.state).encode(), np.uint8),
+                    "eval_rng": np.frombuffer(json.dumps(eval_rng.bit_generator.state).encode(), np.uint8),
+                }
+                info.update(evaluations=[*evaluations, result], steps_trained=transitions)
+                staged = stage_checkpoint(args.out_dir, args.env_id, actor_params, info, resume, obs_dim, action_dim)
+                with hold_ctrl_c():  # all of the checkpoint's files are renamed into place, or none
+                    for temporary, final in staged:
+                        os.replace(temporary, final)
+                    evaluations.append(result)
+                det = result["deterministic"]
+                extra = f", speed {det['speed']:.2f} m/s, falls {det['falls']:.0%}" if args.env_id == "ant-xy" else ""
+                tqdm.write(
+                    f"step {transitions}: return {det['return_mean']:.1f} +- {det['return_std']:.1f}{extra} "
+                    f"({result['minutes']:.1f} min)"
                 )
-            evaluations.append(result)
-            info.update(evaluations=evaluations, steps_trained=transitions)
-            save_expert(
-                os.path.join(args.out_dir, "checkpoints", f"actor_{transitions:09d}.msgpack"), actor_params, info
-            )
-            save_expert(os.path.join(args.out_dir, "actor.msgpack"), actor_params, info)
-            plot_learning_curve(os.path.join(args.out_dir, "learning_curve.png"), args.env_id, evaluations)
-            resume = {
-                "state": state,
-                "buffer": {k: v[: min(transitions, size)] for k, v in buffer.items()},  # the filled rows
-                "transitions": transitions,
-                "rng": np.frombuffer(json.dumps(rng.bit_generator.state).encode(), np.uint8),
-                "eval_rng": np.frombuffer(json.dumps(eval_rng.bit_generator.state).encode(), np.uint8),
-            }
-            write_atomic(resume_path, serialization.to_bytes(jax.device_get(resume)))
-            det = result["deterministic"]
-            extra = f", speed {det['speed']:.2f} m/s, falls {det['falls']:.0%}" if args.env_id == "ant-xy" else ""
-            tqdm.write(
-                f"step {transitions}: return {det['return_mean']:.1f} +- {det['return_std']:.1f}{extra} "
-                f"({result['minutes']:.1f} min)"
-            )
+    except KeyboardInterrupt:
+        bar.close()
+        last = f"its last checkpoint, at {evaluations[-1]['step']} transitions," if evaluations else "no checkpoint yet"
+        print(f"interrupted: {last} in {args.out_dir}; continue with: {command_line(args)}", file=sys.stderr)
+        sys.exit(130)
     bar.close()
     elapsed = time.time() - session_start
     final = evaluations[-1]["deterministic"]
     print(
-        f"{args.env_id}: {args.total_steps} transitions, final return {final['return_mean']:.1f} +- "
+        f"{args.env_id}: {transitions} transitions, final return {final['return_mean']:.1f} +- "
         f"{final['return_std']:.1f} | {(time.time() - start) / 60:.1f} min in all, {elapsed / 60:.1f} this session | "
         f"{(transitions - start_transitions) / max(elapsed, 1e-9):.0f} transitions/s | {args.out_dir}/actor.msgpack"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RUN PLUMBING: flag checks, the run folder, checkpoint files, Ctrl-C; nothing here changes the numbers
+# ----------------------------------------------------------------------------------------------------------------
+
+# Every flag's rule, checked before anything slow: (flags, test, what is accepted). None takes the recipe's value.
+FLAG_RULES = [
+    ("seed", lambda v: 0 <= v < 2**32, "must be in [0, 2^32); give a non-negative integer"),
+    (
+        "total_steps checkpoint_every eval_episodes buffer_size batch_size direction_interval",
+        lambda v: v >= 1,
+        "must be positive; give an integer >= 1",
+    ),
+    ("learning_starts", lambda v: v >= 0, "must not be negative; give 0 (updates from the first step) or more"),
+    ("discount", lambda v: 0 <= v < 1, "must be in [0, 1); give e.g. 0.99"),
+    ("tau", lambda v: 0 < v <= 1, "must be in (0, 1]; give e.g. 0.005"),
+    ("eval_noise", lambda v: v >= 0, "must be a finite number >= 0; give e.g. 0.2"),
+]
+FREE_SETTINGS = ("total_steps", "out_dir")  # what a command may change in a run it continues: train longer, move it
+
+
+def fail(flag: str, value, why: str) -> None:
+    """A bad flag value: one line on stderr, exit status 2."""
+    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(args: Args) -> None:
+    """Every flag, before anything slow: the rules above, then the lines that need the recipe."""
+    for names, ok, why in FLAG_RULES:
+        for name in names.split():
+            value = getattr(args, name)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                fail(name.replace("_", "-"), value, why)
+    if args.batch_size > args.buffer_size:
+        fail("batch-size", args.batch_size, f"must not exceed --buffer-size {args.buffer_size}")
+    # A mistyped --env-id is answered with the closest recipe, once the other flags are known to suit it too.
+    known = {name.lower(): name for name in RECIPES}
+    close = difflib.get_close_matches(args.env_id.lower(), known, n=1, cutoff=0.6)
+    recipe_id = args.env_id if args.env_id in RECIPES else known[close[0]] if close else None
+    if recipe_id is not None:
+        num_envs = RECIPES[recipe_id].num_envs
+        for name in ("total_steps", "checkpoint_every", "learning_starts"):
+            if (value := getattr(args, name)) is not None and value % num_envs:
+                why = f"must be a multiple of the {num_envs} environments that {recipe_id}'s recipe steps together"
+                fail(name.replace("_", "-"), value, f"{why}; give e.g. {-(-value // num_envs) * num_envs}")
+        check_out_dir(args.out_dir, resolve(dataclasses.replace(args, env_id=recipe_id))[0].out_dir)
+    if args.env_id not in RECIPES:
+        accepted = f"accepted: {', '.join(RECIPES)}"
+        if recipe_id is None:
+            fail("env-id", args.env_id, f"no recipe for it; {accepted}")
+        suggestion = command_line(resolve(dataclasses.replace(args, env_id=recipe_id))[0])
+        fail("env-id", args.env_id, f"no recipe for it ({accepted}); did you mean {recipe_id}: {suggestion}")
+
+
+def check_out_dir(given: str | None, path: str) -> None:
+    """The run folder is a folder, or can be made as one."""
+    shown = given if given is not None else f"{path} (the default)"
+    if os.path.exists(path) and not os.path.isdir(path):
+        fail("out-dir", shown, "is a file; give a folder (made if missing)")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        fail("out-dir", shown, f"cannot be made: {parent} is not a writable folder; give another folder")
+
+
+def command_line(args: Args) -> str:
+    """The shortest command for these resolved Args: --env-id, then each flag that is not at the recipe's default."""
+    defaults, _ = resolve(Args(env_id=args.env_id))
+    argv = ["python", "benchmark/train_expert.py", "--env-id", args.env_id]
+    for field in dataclasses.fields(Args):
+        value = getattr(args, field.name)
+        if field.name != "env_id" and value != getattr(defaults, field.name):
+            argv += [f"--{field.name.replace('_', '-')}", str(value)]
+    return shlex.join(argv)
+
+
+def new_folder_line(args: Args, lead: str = "Start") -> str:
+    """A line with this command in a folder that does not exist yet: `<out-dir>-2`, or -3, ..."""
+    number = 2
+    while os.path.exists(f"{args.out_dir.rstrip('/')}-{number}"):
+        number += 1
+    command = command_line(dataclasses.replace(args, out_dir=f"{args.out_dir.rstrip('/')}-{number}"))
+    return f"\n  {lead} this run in a new folder: {command}"
+
+
+def check_run_folder(args: Args, config: dict) -> bool:
+    """One folder, one run. True when `args.out_dir` holds this command's run, to continue; False when it holds none.
+
+    A folder that holds a run whose settings (config.json) are missing, unreadable or not this command's is refused
+    (exit status 1) with the differing settings, the command that continues that run, and one that starts this run
+    in a new folder; so is an expert without the training state to continue it, which a new run would overwrite.
+    """
+    out_dir = args.out_dir
+    config_path, resume_path = os.path.join(out_dir, "config.json"), os.path.join(out_dir, "resume.msgpack")
+    found = [name for name in ("resume.msgpack", "actor.msgpack", "actor.json") if os.path.exists(f"{out_dir}/{name}")]
+    if os.path.isdir(os.path.join(out_dir, "checkpoints")) and os.listdir(os.path.join(out_dir, "checkpoints")):
+        found.append("checkpoints/")
+    elsewhere = new_folder_line(args)
+    if not os.path.exists(config_path):
+        if found:
+            raise SystemExit(
+                f"error: {out_dir} holds a run ({', '.join(found)}) without the settings it was started with "
+                f"(no config.json); continuing it under this command's settings could mix two runs.{elsewhere}"
+            )
+        return False
+    try:
+        with open(config_path) as f:
+            previous = json.load(f)
+        previous_args, previous_recipe = Args(**previous["args"]), dict(previous["recipe"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(
+            f"error: {config_path}, the settings of the run in {out_dir}, is unreadable "
+            f"({type(error).__name__}: {error}); it cannot be continued safely.{elsewhere}"
+        ) from None
+
+    differences = []  # learning_starts is compared as the recipe uses it (the flag, or the recipe's default)
+    for name, value in config["args"].items():
+        if name not in (*FREE_SETTINGS, "learning_starts") and previous["args"].get(name) != value:
+            differences.append(f"--{name.replace('_', '-')} {value} here, {previous['args'].get(name)} in that run")
+    for name, value in config["recipe"].items():
+        if previous_recipe.get(name) != value:
+            flag = "--learning-starts" if name == "learning_starts" else f"the recipe's {name}"
+            differences.append(f"{flag} {value} here, {previous_recipe.get(name)} in that run")
+    if differences:
+        # The command that continues that run: its own settings, this command's --total-steps and --out-dir. It is
+        # offered only if it reproduces them (a recipe changed in this script since cannot be set by a flag).
+        resumed = dataclasses.replace(
+            previous_args,
+            learning_starts=previous_recipe.get("learning_starts"),
+            total_steps=args.total_steps,
+            out_dir=args.out_dir,
+        )
+        same_recipe = previous_args.env_id in RECIPES and asdict(resolve(resumed)[1]) == {
+            k: tuple(v) if isinstance(v, list) else v for k, v in previous_recipe.items()
+        }
+        resume_line = f"\n  Continue that run: {command_line(resolve(resumed)[0])}" if same_recipe else ""
+        raise SystemExit(
+            f"error: {out_dir} holds a run with other settings ({'; '.join(differences)}); one folder holds one run."
+            f"{resume_line}{new_folder_line(args, 'or start') if resume_line else elsewhere}"
+        )
+    if not os.path.exists(resume_path) and found:
+        raise SystemExit(
+            f"error: {out_dir} holds an expert ({', '.join(found)}) but not the training state to continue it "
+            f"(resume.msgpack); a new run there would overwrite it.{elsewhere}"
+        )
+    return os.path.exists(resume_path)
+
+
+def restore_run(args: Args, state: TrainState, buffer: dict, rng, eval_rng) -> tuple[TrainState, int, list[dict]]:
+    """The training state of the last checkpoint (into `buffer` and the generators, in place), and the evaluations."""
+    out_dir = args.out_dir
+    resume_path = os.path.join(out_dir, "resume.msgpack")
+    template = {
+        "state": state,
+        "buffer": {k: np.zeros(0, v.dtype) for k, v in buffer.items()},
+        "transitions": 0,
+        "rng": np.zeros(0, np.uint8),
+        "eval_rng": np.zeros(0, np.uint8),
+    }
+    try:
+        with open(resume_path, "rb") as f:
+            saved = serialization.from_bytes(template, f.read())
+    except Exception as error:  # msgpack raises several types for a damaged file
+        raise SystemExit(
+            f"error: {resume_path} is not a readable training state of this recipe ({type(error).__name__}: "
+            f"{error}); the run cannot be continued.{new_folder_line(args)}"
+        ) from None
+    transitions, size = int(saved["transitions"]), len(buffer["reward"])
+    filled = len(saved["buffer"]["reward"])  # the saved rows, in their circular order
+    if transitions > filled and filled != size:
+        raise SystemExit(
+            f"error: {resume_path} was written with a replay buffer of {filled} rows, this run has {size}.\n"
+            "  Resume with the --total-steps and --buffer-size of the interrupted run."
+        )
+    for k, v in saved["buffer"].items():
+        buffer[k][:filled] = v
+    rng.bit_generator.state = json.loads(bytes(saved["rng"]).decode())
+    eval_rng.bit_generator.state = json.loads(bytes(saved["eval_rng"]).decode())
+    # The evaluations so far: in actor.json, or in the record of the last checkpoint, which holds them too.
+    for record in ("actor.json", f"checkpoints/actor_{transitions:09d}.json"):
+        try:
+            with open(os.path.join(out_dir, record)) as f:
+                evaluations = [e for e in json.load(f)["evaluations"] if e["step"] <= transitions]
+            return saved["state"], transitions, evaluations
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            problem = f"{type(error).__name__}: {error}"
+    raise SystemExit(
+        f"error: {out_dir}/actor.json and {record}, the evaluations of the run to continue, are missing or damaged "
+        f"({problem}).{new_folder_line(args)}"
+    )
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+
+
+def save_expert(path: str, actor_params, info: dict) -> None:
+    """Write actor weights (flax msgpack) and `info` as JSON beside them (same stem, .json), both atomically."""
+    path = os.path.expanduser(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    write_atomic(path, serialization.msgpack_serialize(jax.device_get(actor_params)))
+    write_atomic(os.path.splitext(path)[0] + ".json", json.dumps(info, indent=2).encode())
+
+
+def stage_checkpoint(out_dir, env_id, actor_params, info, resume, obs_dim, action_dim) -> list[tuple[str, str]]:
+    """Write every file of a checkpoint under a temporary name, read the actor back and check it; nothing in place
+    changes. Returns (temporary, final) path pairs in the order to rename them, the training state last: a run is
+    continued from resume.msgpack, so the checkpoint counts once that is in place."""
+    step = info["steps_trained"]
+    actor_bytes = serialization.msgpack_serialize(jax.device_get(actor_params))
+    info_bytes = json.dumps(info, indent=2).encode()
+    files = {
+        f"checkpoints/actor_{step:09d}.msgpack": actor_bytes,
+        f"checkpoints/actor_{step:09d}.json": info_bytes,
+        "actor.msgpack": actor_bytes,
+        "actor.json": info_bytes,
+        "resume.msgpack": serialization.to_bytes(jax.device_get(resume)),
+    }
+    names = [*files, "learning_curve.png"]
+    staged = [(os.path.join(out_dir, f"{name}.tmp"), os.path.join(out_dir, name)) for name in names]
+    try:
+        for (temporary, _), data in zip(staged, files.values(), strict=False):
+            with open(temporary, "wb") as f:
+                f.write(data)
+        with open(staged[0][0], "rb") as f:
+            saved = serialization.msgpack_restore(f.read())
+        shapes = saved["hidden_0"]["kernel"].shape[0], saved["mean"]["kernel"].shape[1]
+        finite = all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved))
+        if not finite or shapes != (obs_dim, action_dim):
+            problem = "NaN or infinite weights" if not finite else f"{shapes[0]} inputs and {shapes[1]} outputs"
+            raise SystemExit(
+                f"error: the actor at {step} transitions has {problem} ({env_id}: {obs_dim} observations, "
+                f"{action_dim} actions); the last good checkpoint in {out_dir} is kept as it was."
+            )
+        plot_learning_curve(staged[-1][0], env_id, info["evaluations"])
+    except BaseException:  # a failed check, an error or Ctrl-C: no temporary file is left behind
+        for temporary, _ in staged:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        raise
+    resume_file = staged.pop(names.index("resume.msgpack"))
+    return [*staged, resume_file]
+
+
+def plot_learning_curve(path: str, env_id: str, evaluations: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([e["step"] for e in evaluations]) / 1e6
+    mean = np.array([e["deterministic"]["return_mean"] for e in evaluations])
+    std = np.array([e["deterministic"]["return_std"] for e in evaluations])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, mean, marker=".")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+    ax.set_xlabel("environment steps (millions)")
+    ax.set_ylabel("return (deterministic policy)")
+    ax.set_title(f"SAC expert, {env_id}\nmean and std over the evaluation episodes", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+
+
+@contextlib.contextmanager
+def hold_ctrl_c():
+    """Hold Ctrl-C until the block ends (then raise it), so that it never falls between two renames."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def stop_on_nan(out_dir: str, transitions: int, evaluations: list[dict]) -> None:
+    last = f"the last checkpoint ({evaluations[-1]['step']} transitions)" if evaluations else "no checkpoint yet"
+    raise SystemExit(
+        f"error: the SAC loss became NaN or infinite at {transitions} transitions; stopped, {last} in {out_dir} is "
+        "kept as it was. Another --seed or a fresh --out-dir may avoid it."
     )
 
 

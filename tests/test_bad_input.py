@@ -9,30 +9,40 @@ milliseconds to a second. Cases are grouped by script; add a script's cases to i
 
 import contextlib
 import dataclasses
-import importlib.util
+import glob
+import importlib
 import io
 import json
 import os
+import re
 import runpy
+import shlex
+import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
 import flax
+import jax
 import numpy as np
 import pytest
 import submitit  # noqa: F401  (configures logging when first imported, closing pytest's handlers: not inside a test)
+import tyro
+from conftest import write_random_minari_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmark"))
 
+import make_dataset  # noqa: E402
 import train_expert  # noqa: E402
 
 
 def run_script(script: str, argv: list[str], cwd: str) -> tuple[int, str]:
     """Run `script` as __main__ with `argv`; return (exit status, stderr). Any exception but SystemExit propagates."""
     stderr = io.StringIO()
-    old_argv, old_cwd = sys.argv, os.getcwd()
+    old_argv, old_cwd, old_handler = sys.argv, os.getcwd(), signal.getsignal(signal.SIGINT)
     sys.argv = [script, *argv]
     os.chdir(cwd)
     try:
@@ -46,6 +56,7 @@ def run_script(script: str, argv: list[str], cwd: str) -> tuple[int, str]:
     finally:
         sys.argv = old_argv
         os.chdir(old_cwd)
+        signal.signal(signal.SIGINT, old_handler)  # the scripts install their own for Ctrl-C
     return status, stderr.getvalue()
 
 
@@ -130,7 +141,7 @@ CASES: list[Case] = [
         "{tmp}/run/actor.json is not the record of a train_expert.py run",
         write_file("run/actor.json", b"{truncated"),
     ),
-    # benchmark/train_expert.py (and its old name for the ant, benchmark/train_ant_expert.py)
+    # benchmark/train_expert.py
     Case("benchmark/train_expert.py", ["--env-id", "Hopper-v4"], 2, "--env-id Hopper-v4: no recipe"),
     Case("benchmark/train_expert.py", ["--total-steps", "0"], 2, "--total-steps 0: must be positive"),
     Case("benchmark/train_expert.py", ["--checkpoint-every", "-1"], 2, "--checkpoint-every -1"),
@@ -138,7 +149,7 @@ CASES: list[Case] = [
     Case("benchmark/train_expert.py", ["--discount", "1.0"], 2, "--discount 1.0: must be in [0, 1)"),
     Case("benchmark/train_expert.py", ["--tau", "0"], 2, "--tau 0.0"),
     Case("benchmark/train_expert.py", ["--learning-starts", "-5"], 2, "--learning-starts -5"),
-    Case("benchmark/train_ant_expert.py", ["--eval-episodes", "0"], 2, "--eval-episodes 0"),
+    Case("benchmark/train_expert.py", ["--env-id", "ant-xy", "--eval-episodes", "0"], 2, "--eval-episodes 0"),
     Case(
         "benchmark/train_expert.py",
         ["--env-id", "Hopper-v5", "--out-dir", "{tmp}/run"],
@@ -249,11 +260,6 @@ CASES += [
     Case("fql.py", ["--tau", "0"], 2, "error: --tau 0.0: must be in (0, 1]"),
     Case("fql.py", ["--load-model", "m.flax", "--resume", "r"], 2, "error: --resume r: takes no other flag"),
     Case("fql.py", ["--load-model", "m.flax", "--eval-episodes", "0"], 2, "--load-model only evaluates"),
-    *(  # --track needs wandb, which requirements.txt leaves out
-        [Case("fql.py", ["--track"], 2, "error: --track: wandb is not installed")]
-        if importlib.util.find_spec("wandb") is None
-        else []
-    ),
     # Datasets.
     Case(
         "fql.py", ["--env-id", "scene", "--dataset-dir", "{tmp}"], 1, "dataset file {tmp}/scene-play-v0.npz not found"
@@ -388,6 +394,62 @@ CASES += [
         lambda tmp: run_folder(tmp, "fino.py", FQL_ARGS, checkpoint=FQL_CHECKPOINT),
     ),
 ]
+
+
+# fql.py and fino.py: the kinds of bad input that once ended in a traceback or in a failure after training ------------
+
+
+def runs_is_a_file(tmp: str) -> None:
+    open(os.path.join(tmp, "runs"), "w").close()  # where the run folder goes
+
+
+def deleted_validation_split(folder: str) -> None:
+    write_dataset(folder)
+    os.remove(os.path.join(folder, "cube-single-play-v0-val.npz"))
+
+
+for script in ("fql.py", "fino.py"):
+    CASES += [
+        Case(script, ["--seed", "-1"], 2, "error: --seed -1: must be in [0, 2^32)"),
+        Case(script, ["--exp-name", "a/b", "--save-model"], 2, "error: --exp-name 'a/b': must be a non-empty name"),
+        Case(script, ["--exp-name", "run:1"], 2, "error: --exp-name 'run:1': must be a non-empty name without '/'"),
+        Case(script, ["--dataset-dir", "{tmp}"], 1, "{tmp}/runs must be a folder this user can write", runs_is_a_file),
+        Case(script, ["--load-model", "{tmp}/run/m.flax", "--eval-episodes", "0"], 2, "--load-model only evaluates"),
+        Case(
+            script,
+            ["--dataset-dir", "{tmp}"],
+            1,
+            "error: dataset file {tmp}/cube-single-play-v0-val.npz not found",
+            deleted_validation_split,
+        ),
+        Case(
+            script,
+            ["--dataset-dir", "{tmp}"],
+            1,
+            "error: dataset file {tmp}/cube-single-play-v0.npz holds NaN or infinite actions",
+            lambda tmp: write_dataset(tmp, actions=np.full((30, 5), np.nan, np.float32)),
+        ),
+        Case(
+            script,
+            ["--load-model", "{tmp}/run/" + script.replace(".py", ".flax"), "--eval-episodes", "1"],
+            1,
+            f"is not a model saved by {script}",
+            lambda tmp, script=script: run_folder(tmp, script, FQL_ARGS, model=b"\x00 not msgpack"),
+        ),
+        Case(
+            script,
+            ["--resume", "{tmp}/run"],
+            1,
+            "error: {tmp}/run/checkpoint.msgpack not found: the run stopped before its first checkpoint",
+            lambda tmp, script=script: run_folder(tmp, script, FQL_ARGS),
+        ),
+    ]
+SUGGESTIONS_CHECKED = (
+    "fql.py",
+    "fino.py",
+    "rldt.py",
+    "fm_irl.py",
+)  # scripts whose suggested commands the next test parses and checks
 
 
 # benchmark/suite.py ---------------------------------------------------------------------------------------------------
@@ -525,23 +587,34 @@ CASES += [
     Case("rldt.py", ["--actor-hidden-dims", "64", "64"], 2, "--actor-hidden-dims 64 64: give an odd number"),
     Case("rldt.py", ["--time-dim", "5"], 2, "--time-dim 5: must be even"),
     Case("rldt.py", ["--eval-every", "0"], 2, "--eval-every 0: must be positive"),
-    Case("rldt.py", ["--actor-lr", "nan"], 2, "--actor-lr nan: must be positive"),
-    Case("rldt.py", ["--resume", "{tmp}/nothing"], 1, "--resume {tmp}/nothing: cannot read"),
+    Case("rldt.py", ["--actor-lr", "nan"], 2, "--actor-lr nan: must be a positive number"),
+    Case("rldt.py", ["--seed", "-1"], 2, "--seed -1: must be in [0, 2^32)"),
+    Case("rldt.py", ["--exp-name", "a/b", "--save-model"], 2, "--exp-name 'a/b': must be a non-empty name without '/'"),
+    Case("rldt.py", [], 1, "{tmp}/runs must be a folder this user can write", write_file("runs", b"")),
+    Case(
+        "rldt.py", ["--load-model", "{tmp}/m.flax", "--eval-episodes", "0"], 2, "--eval-episodes 0: --load-model only"
+    ),
+    Case("rldt.py", ["--resume", "{tmp}/nothing"], 1, "{tmp}/nothing/args.json not found"),
     Case("rldt.py", ["--resume", "{tmp}/run", "--seed", "3"], 2, "error: --resume {tmp}/run: takes no other flag"),
     Case(
         "rldt.py",
         ["--resume", "{tmp}/run"],
         1,
-        "cannot resume from {tmp}/run/checkpoint.msgpack (KeyError",
+        "{tmp}/run/checkpoint.msgpack is not a checkpoint of rldt.py (KeyError",
         lambda tmp: (
-            write_file("run/args.json", b"{}")(tmp),
+            write_file("run/args.json", b'{"eval_every": 4}')(tmp),
             write_file("run/checkpoint.msgpack", flax.serialization.msgpack_serialize({"phase": "finetune"}))(tmp),
         ),
     ),
     Case("rldt.py", ["--pretrained", "{tmp}/missing.flax"], 1, "{tmp}/missing.flax not found"),
-    Case("rldt.py", ["--pretrained", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
-    Case("rldt.py", ["--load-model", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
-    Case("rldt.py", ["--env-id", "cube-single", "--dataset-dir", "{tmp}"], 1, "demonstration file not found"),
+    Case("rldt.py", ["--pretrained", "{tmp}/model.flax"], 1, "is not a model saved by rldt.py", rldt_broken_model),
+    Case("rldt.py", ["--load-model", "{tmp}/model.flax"], 1, "is not a model saved by rldt.py", rldt_broken_model),
+    Case(
+        "rldt.py",
+        ["--env-id", "cube-single", "--dataset-dir", "{tmp}"],
+        1,
+        "dataset file {tmp}/cube-single-singletask-task2-demos-v0.npz not found",
+    ),
     Case(
         "rldt.py",
         ["--env-id", "cube-single", "--dataset-dir", "{tmp}"],
@@ -550,6 +623,53 @@ CASES += [
         rldt_demos_without_terminals,
     ),
 ]
+
+
+def damage_minari(root: str, kind: str) -> None:
+    """`root` holds the tiny hopper dataset; damage it as a broken download or a wrong file would."""
+    import h5py
+
+    data = os.path.join(root, "mujoco", "hopper", "medium-v0", "data", "main_data.hdf5")
+    if kind == "truncated":  # a download cut off half-way
+        with open(data, "rb") as f:
+            content = f.read()
+        with open(data, "wb") as f:
+            f.write(content[: len(content) // 2])
+    elif kind == "nan":
+        with h5py.File(data, "r+") as f:
+            f["episode_1/observations"][3, 2] = float("nan")
+    elif kind == "deleted":  # metadata.json is still there, the data file is not
+        os.remove(data)
+    elif kind == "walker":  # a dataset of another environment
+        write_random_minari_dataset(root, "mujoco/walker2d/medium-v0", "Walker2d-v5", 2, 20, seed=0)
+
+
+HOPPER_DATA = "Minari dataset mujoco/hopper/medium-v0 ({tmp}/minari/mujoco/hopper/medium-v0)"
+RLDT_MINARI_CASES = [  # (how the dataset is damaged, flags, what the error line says)
+    ("truncated", [], f"{HOPPER_DATA} cannot be read (OSError: Unable to synchronously open file (truncated file"),
+    ("nan", [], f"{HOPPER_DATA} holds NaN or infinite observations"),
+    ("deleted", [], f"{HOPPER_DATA} cannot be read (ValueError: No data found"),
+    (
+        "walker",
+        ["--env-id", "Hopper-v5", "--dataset-id", "mujoco/walker2d/medium-v0"],
+        "Minari dataset mujoco/walker2d/medium-v0 ({tmp}/minari/mujoco/walker2d/medium-v0) holds observations of "
+        "shape (17,) per step where Hopper-v5 has (11,)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "argv", "needle"), RLDT_MINARI_CASES, ids=[c[0] for c in RLDT_MINARI_CASES])
+def test_rldt_reads_the_whole_minari_dataset_at_start(kind, argv, needle, tmp_path, minari_root, monkeypatch):
+    """A damaged or wrong dataset is named (id and folder) with what is wrong, before anything trains; the commands
+    that remake it pass their own flag checks."""
+    root = str(tmp_path / "minari")
+    shutil.copytree(minari_root, root)
+    damage_minari(root, kind)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", root)
+    status, stderr = run_script("rldt.py", argv, str(tmp_path))
+    assert_clean_error(status, stderr, 1, needle.replace("{tmp}", str(tmp_path)))
+    assert "python benchmark/train_expert.py" in stderr and "python benchmark/make_dataset.py" in stderr, stderr
+    check_suggested_commands(stderr)
 
 
 # fm_irl.py
@@ -577,15 +697,20 @@ CASES += [
     Case("fm_irl.py", ["--teacher-batch-size", "7"], 2, "--teacher-batch-size 7: must be even"),
     Case("fm_irl.py", ["--total-timesteps", "100"], 2, "--total-timesteps 100: is less than one iteration of 4096"),
     Case("fm_irl.py", ["--num-minibatches", "9999"], 2, "--num-minibatches 9999: exceeds the 4096 transitions"),
-    Case("fm_irl.py", ["--gamma", "1.5"], 2, "--gamma 1.5: must lie in [0, 1]"),
-    Case("fm_irl.py", ["--demo-frac", "0"], 2, "--demo-frac 0.0: must lie in (0, 1]"),
-    Case("fm_irl.py", ["--learning-rate", "0"], 2, "--learning-rate 0.0: must be positive"),
-    Case("fm_irl.py", ["--regularizer-coef", "-1"], 2, "--regularizer-coef -1.0: must be >= 0"),
-    Case("fm_irl.py", ["--eval-episodes", "-1"], 2, "--eval-episodes -1: must be >= 0"),
-    Case("fm_irl.py", ["--checkpoint-every", "-5"], 2, "--checkpoint-every -5: must be >= 0"),
+    Case("fm_irl.py", ["--gamma", "1.5"], 2, "--gamma 1.5: must be in [0, 1]"),
+    Case("fm_irl.py", ["--demo-frac", "0"], 2, "--demo-frac 0.0: must be in (0, 1]"),
+    Case("fm_irl.py", ["--learning-rate", "0"], 2, "--learning-rate 0.0: must be a positive number"),
+    Case("fm_irl.py", ["--regularizer-coef", "-1"], 2, "--regularizer-coef -1.0: must be a finite number >= 0"),
+    Case("fm_irl.py", ["--eval-episodes", "-1"], 2, "--eval-episodes -1: must not be negative"),
+    Case("fm_irl.py", ["--checkpoint-every", "-5"], 2, "--checkpoint-every -5: must not be negative"),
     Case("fm_irl.py", ["--demo-noise", "0.3"], 2, "--demo-noise 0.3: applies to OGBench demonstrations only"),
-    Case("fm_irl.py", _MAZE, 1, "demonstration file not found: {tmp}/pointmaze-medium-singletask-task1-demos-v0.npz"),
-    Case("fm_irl.py", [*_MAZE, "--demo-noise", "1"], 1, "not found: {tmp}/demos-noise1/pointmaze-medium"),
+    Case("fm_irl.py", _MAZE, 1, "dataset file {tmp}/pointmaze-medium-singletask-task1-demos-v0.npz not found"),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, "--demo-noise", "1"],
+        1,
+        "dataset file {tmp}/demos-noise1/pointmaze-medium-singletask-task1-demos-v0.npz not found",
+    ),
     Case(
         "fm_irl.py", _MAZE, 1, "lacks the keys ['terminals']", lambda tmp: _write_pointmaze_demos(tmp, terminals=None)
     ),
@@ -614,20 +739,20 @@ CASES += [
         "fm_irl.py",
         ["--env-id", "pointmaze-medium", "--dataset-id", "{tmp}/d.npz"],
         1,
-        "is not a readable .npz file",
+        "is truncated or not an .npz file",
         lambda tmp: open(os.path.join(tmp, "d.npz"), "wb").write(b"not a zip file"),
     ),
-    Case("fm_irl.py", ["--resume", "{tmp}"], 1, "cannot read {tmp}/args.json"),
+    Case("fm_irl.py", ["--resume", "{tmp}"], 1, "{tmp}/args.json not found"),
     Case("fm_irl.py", ["--resume", "{tmp}", "--seed", "3"], 2, "error: --resume {tmp}: takes no other flag"),
-    Case("fm_irl.py", ["--resume", "{tmp}"], 1, "{tmp}/checkpoint.msgpack cannot be read", _write_run_folder),
+    Case("fm_irl.py", ["--resume", "{tmp}"], 1, "{tmp}/checkpoint.msgpack not found", _write_run_folder),
     Case(
         "fm_irl.py",
         ["--resume", "{tmp}"],
         1,
-        "{tmp}/checkpoint.msgpack cannot be read (KeyError: \"missing ['envs', 'key', 'reward_normalizer', 'state']\")",
+        "{tmp}/checkpoint.msgpack is not a checkpoint of fm_irl.py (KeyError: 'state')",
         lambda tmp: _write_run_folder(tmp) or write_file("checkpoint.msgpack", b"\x81\xa9iteration\x03")(tmp),
     ),
-    Case("fm_irl.py", ["--load-model", "{tmp}/fm_irl.flax"], 1, "cannot read {tmp}/args.json"),
+    Case("fm_irl.py", ["--load-model", "{tmp}/fm_irl.flax"], 1, "saved model {tmp}/fm_irl.flax not found"),
     Case(
         "fm_irl.py",
         ["--load-model", "{tmp}/fm_irl.flax", "--eval-episodes", "1"],
@@ -638,7 +763,89 @@ CASES += [
 ]
 
 
-# benchmark/summarize.py --rldt and benchmark/summarize_fm_irl.py: the same folder checks; damaged run folders are skipped
+# fm_irl.py: the kinds of bad input that once ended in a traceback, a false NaN report or a failure after training
+_SMALL = ["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "4", "--num-epochs", "1", "--hidden-dim", "16"]
+_SMALL += ["--teacher-hidden-dim", "16", "--teacher-depth", "2", "--teacher-batch-size", "16", "--num-demos", "2"]
+_SMALL += ["--regularizer-samples", "8", "--total-timesteps", "256", "--eval-episodes", "1", "--no-full-length-demos"]
+
+
+def _write_fm_irl_model(tmp: str) -> None:
+    """A model as `fm_irl.py --save-model` writes it (untrained), with its args.json."""
+    import jax
+
+    import fm_irl
+
+    args = fm_irl.with_task_defaults(fm_irl.Args(hidden_dim=8, teacher_hidden_dim=8), fm_irl.resolve_task("hopper"))
+    nets, student_tx, teacher_tx = fm_irl.make_networks(args, 11, 3)
+    state = fm_irl.init_train_state(jax.random.PRNGKey(0), nets, student_tx, teacher_tx, args)
+    stats = {"mean": np.zeros(11, np.float32), "var": np.ones(11, np.float32), "count": 1.0}
+    model = {"student": state.student, "teacher": state.teacher, "obs_stats": stats}
+    with open(os.path.join(tmp, "fm_irl.flax"), "wb") as f:
+        f.write(flax.serialization.to_bytes(model))
+    with open(os.path.join(tmp, "args.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f)
+
+
+CASES += [
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL, "--seed", "-1"],
+        2,
+        "error: --seed -1: must be in [0, 2^32)",
+        _write_pointmaze_demos,
+    ),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL, "--exp-name", "a/b", "--save-model"],
+        2,
+        "error: --exp-name 'a/b': must be a non-empty name",
+        _write_pointmaze_demos,
+    ),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL],
+        1,
+        "{tmp}/runs must be a folder this user can write",
+        lambda tmp: _write_pointmaze_demos(tmp) or write_file("runs", b"")(tmp),
+    ),
+    Case(
+        "fm_irl.py",
+        ["--load-model", "{tmp}/fm_irl.flax", "--eval-episodes", "0"],
+        2,
+        "error: --eval-episodes 0: --load-model only evaluates",
+        _write_fm_irl_model,
+    ),
+    Case(  # a mistyped dataset id: no command suggested that would be refused in turn
+        "fm_irl.py",
+        ["--dataset-id", "mujoco/hoper/expert-v0", *_SMALL],
+        1,
+        "error: Minari dataset mujoco/hoper/expert-v0 (",
+    ),
+    Case(  # 20 demonstration transitions are kept, but a rollout holds 16
+        "fm_irl.py",
+        [*_MAZE, "--num-envs", "2", "--num-steps", "8", "--teacher-batch-size", "18", "--total-timesteps", "16"],
+        2,
+        "error: --teacher-batch-size 18: must be even (antithetic time pairs) and at most the 16 transitions",
+        _write_pointmaze_demos,
+    ),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL],
+        1,
+        "error: dataset file {tmp}/pointmaze-medium-singletask-task1-demos-v0.npz holds NaN or infinite observations",
+        lambda tmp: _write_pointmaze_demos(tmp, observations=np.full((40, 2), np.nan, np.float32)),
+    ),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL],
+        1,
+        "error: dataset file {tmp}/pointmaze-medium-singletask-task1-demos-v0.npz holds observations of shape (3,)",
+        lambda tmp: _write_pointmaze_demos(tmp, observations=np.zeros((40, 3), np.float32)),
+    ),
+]
+
+
+# benchmark/summarize.py --rldt and --fm-irl: the same folder checks; damaged run folders are skipped
 CASES += [
     Case("benchmark/summarize.py", ["--rldt", "--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
     Case(
@@ -648,21 +855,210 @@ CASES += [
         "error: no rldt.py fine-tuning run under {tmp} has logged an evaluation yet",
         write_file("r1/args.json", b"{not json"),
     ),
-    Case("benchmark/summarize_fm_irl.py", ["--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
+    Case("benchmark/summarize.py", ["--fm-irl", "--runs-dir", "{tmp}/nothere"], 2, "error: --runs-dir {tmp}/nothere"),
     Case(
-        "benchmark/summarize_fm_irl.py",
-        ["--runs-dir", "{tmp}", "--out-dir", "{tmp}/f"],
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}", "--out-dir", "{tmp}/f"],
         2,
         "--out-dir {tmp}/f: is a file",
         write_file("f", b""),
     ),
-    Case("benchmark/summarize_fm_irl.py", ["--runs-dir", "{tmp}", "--dataset-note", " "], 2, "--dataset-note '': must"),
     Case(
-        "benchmark/summarize_fm_irl.py",
-        ["--runs-dir", "{tmp}"],
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}", "--dataset-note", " "],
+        2,
+        "--dataset-note '': must",
+    ),
+    Case("benchmark/summarize.py", ["--rldt", "--fm-irl"], 2, "error: --fm-irl (with --rldt): give one of them"),
+    Case(
+        "benchmark/summarize.py",
+        ["--fm-irl", "--runs-dir", "{tmp}"],
         1,
         "error: no fm_irl.py run under {tmp} has logged a training episode yet",
         write_file("r1/args.json", b"{not json"),
+    ),
+]
+
+
+# benchmark/make_dataset.py and benchmark/train_expert.py: the probe kinds that lost or mixed data, or ended in a
+# traceback (issue 18). Refusals that suggest commands are checked to accept them in tests/test_benchmark_tools.py.
+
+
+def hopper_expert(tmp: str) -> None:
+    """`<tmp>/hopper.msgpack` (+ .json): a small random actor with a Hopper-v5 expert's sizes and record."""
+    recipe = dataclasses.replace(train_expert.RECIPES["Hopper-v5"], hidden_dims=(8,))
+    params = train_expert.init_actor_params(jax.random.PRNGKey(0), 11, 3, recipe)
+    evaluation = {"step": 10, "minutes": 0.0, "deterministic": {"return_mean": 1.0, "return_std": 0.0}}
+    info = {"env_id": "Hopper-v5", "config": {"recipe": dataclasses.asdict(recipe)}, "evaluations": [evaluation]}
+    train_expert.save_expert(os.path.join(tmp, "hopper.msgpack"), params, info)
+
+
+def cube_parts(config: bytes | None = None):
+    """A setup that leaves `<tmp>/cube-single-play-v0.parts` as an interrupted run does: one episode file, and a
+    config.json with the settings of the default command (`config` None), or with the given bytes (b"": none)."""
+
+    def setup(tmp: str) -> None:
+        parts = os.path.join(tmp, "cube-single-play-v0.parts")
+        _, spec, _ = make_dataset.resolve(make_dataset.Args(dataset="cube-single-play-v0"))
+        make_dataset.prepare_parts_dir(parts, spec, seed=0)
+        np.savez(os.path.join(parts, "episode_000000.npz"), observations=np.zeros((2, 28), np.float32))
+        if config is not None:
+            os.remove(os.path.join(parts, "config.json"))
+            if config:
+                write_file("cube-single-play-v0.parts/config.json", config)(tmp)
+
+    return setup
+
+
+def expert_folder(files: dict[str, bytes], config: bytes | None = None):
+    """A setup that fakes a train_expert.py run folder `<tmp>/run` holding these files, and a config.json with the
+    settings of `_SAC` below (`config` None), or with the given bytes (b"": none)."""
+
+    def setup(tmp: str) -> None:
+        for name, content in files.items():
+            write_file(f"run/{name}", content)(tmp)
+        if config is None:
+            flags = dict(total_steps=10, learning_starts=10, eval_episodes=1)
+            args, recipe = train_expert.resolve(train_expert.Args(out_dir=os.path.join(tmp, "run"), **flags))
+            config_json = {"args": dataclasses.asdict(args), "recipe": dataclasses.asdict(recipe)}
+            write_file("run/config.json", json.dumps(config_json).encode())(tmp)
+        elif config:
+            write_file("run/config.json", config)(tmp)
+
+    return setup
+
+
+_MD, _TE = "benchmark/make_dataset.py", "benchmark/train_expert.py"
+# Each case also names a tiny dataset in the temporary folder: the code before the fix ran on, and must not have
+# filled the home folder or trained for hours while it failed these cases.
+_CUBE = ["--dataset", "cube-single-play-v0", "--out-dir", "{tmp}", "--workers", "1", "--num-episodes", "1"]
+_MINARI = ["--expert-path", "{tmp}/hopper.msgpack", "--out-dir", "{tmp}", "--workers", "1"]
+_SAC = ["--out-dir", "{tmp}/run", "--total-steps", "10", "--learning-starts", "10", "--eval-episodes", "1"]
+CASES += [
+    # make_dataset.py: flags that cannot make the dataset, refused before anything is collected or touched.
+    Case(
+        _MD,
+        [*_MINARI, "--dataset", "mujoco/hopper/medium-v0", "--num-steps", "100"],
+        2,
+        "error: --num-steps 100: fewer than one episode of up to 1000 steps (Minari keeps whole episodes only)",
+        hopper_expert,
+    ),
+    Case(
+        _MD,
+        [*_MINARI, "--dataset", "mujoco/walker2d/medium-v0", "--num-steps", "2000"],
+        2,
+        "error: --expert-path {tmp}/hopper.msgpack: an actor of Hopper-v5 (11 inputs, 3 actions), where Walker2d-v5 "
+        "needs one of Walker2d-v5 (17 inputs, 6 actions)",
+        hopper_expert,
+    ),
+    Case(_MD, [*_CUBE, "--max-episode-steps", "5", "--seed", "-1"], 2, "error: --seed -1: must be in [0, 2^32)"),
+    Case(
+        _MD,
+        ["--dataset", "cube-single-play-v0", "--out-dir", "{tmp}/f", "--num-episodes", "1", "--workers", "1"],
+        2,
+        "error: --out-dir {tmp}/f: is a file; give a folder",
+        write_file("f", b""),
+    ),
+    Case(
+        _MD,
+        [
+            *_MINARI,
+            "--dataset",
+            "mujoco/hopper/expert-v0",
+            "--noise",
+            "0.2",
+            "--num-steps",
+            "30",
+            "--max-episode-steps",
+            "30",
+        ],
+        2,
+        "error: --noise 0.2: Minari's policy samples its own actions",
+        hopper_expert,
+    ),
+    Case(_MD, [*_CUBE, "--max-episode-steps", "5", "--expert-path", "x"], 2, "error: --expert-path x: only antmaze"),
+    Case(_MD, [*_CUBE, "--max-episode-steps", "1"], 2, "error: --max-episode-steps 1: OGBench's loader drops"),
+    # make_dataset.py: a parts folder continues only under the settings it was made with.
+    Case(
+        _MD,
+        _CUBE,
+        1,
+        "error: {tmp}/cube-single-play-v0.parts/config.json, the settings of the 1 episodes in "
+        "{tmp}/cube-single-play-v0.parts, is unreadable (JSONDecodeError",
+        cube_parts(b'{"kind": "pl'),
+    ),
+    Case(
+        _MD,
+        [*_CUBE, "--max-episode-steps", "5"],
+        1,
+        "error: {tmp}/cube-single-play-v0.parts holds 1 episodes without the settings they were made with",
+        cube_parts(b""),
+    ),
+    Case(
+        _MD,
+        [*_CUBE, "--noise", "0.3"],
+        1,
+        "error: {tmp}/cube-single-play-v0.parts holds 1 episodes made with other settings (--noise 0.3 here, 0.1 "
+        "there); one dataset must not mix two.",
+        cube_parts(),
+    ),
+    # train_expert.py: flags.
+    Case(_TE, [*_SAC, "--seed", "-1"], 2, "error: --seed -1: must be in [0, 2^32)"),
+    Case(_TE, ["--out-dir", "{tmp}/f"], 2, "error: --out-dir {tmp}/f: is a file; give a folder", write_file("f", b"")),
+    Case(_TE, [*_SAC, "--eval-noise", "nan"], 2, "error: --eval-noise nan: must be a finite number >= 0"),
+    Case(
+        _TE,
+        [*_SAC, "--checkpoint-every", "3"],
+        2,
+        "error: --checkpoint-every 3: must be a multiple of the 5 environments that Hopper-v5's recipe steps together",
+    ),
+    Case(
+        _TE,
+        ["--env-id", "Hoper-v5"],
+        2,
+        "error: --env-id Hoper-v5: no recipe for it (accepted: Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, "
+        "ant-xy); did you mean Hopper-v5: python benchmark/train_expert.py --env-id Hopper-v5",
+    ),
+    # train_expert.py: a run folder continues only under the settings it was started with.
+    Case(
+        _TE,
+        [*_SAC, "--discount", "0.5"],
+        1,
+        "error: {tmp}/run holds a run (resume.msgpack) without the settings it was started with (no config.json)",
+        expert_folder({"resume.msgpack": b""}, config=b""),
+    ),
+    Case(
+        _TE,
+        _SAC,
+        1,
+        "error: {tmp}/run/config.json, the settings of the run in {tmp}/run, is unreadable (JSONDecodeError",
+        expert_folder({"resume.msgpack": b""}, config=b'{"args": {"env_'),
+    ),
+    Case(
+        _TE,
+        [*_SAC, "--discount", "0.5"],
+        1,
+        "error: {tmp}/run holds a run with other settings (--discount 0.5 here, 0.99 in that run)",
+        expert_folder({"resume.msgpack": b""}),
+    ),
+    Case(
+        _TE,
+        _SAC,
+        1,
+        "error: {tmp}/run holds an expert (actor.msgpack) but not the training state to continue it",
+        expert_folder({"actor.msgpack": b"weights"}),
+    ),
+    # suite.py: its folders, as make_dataset.py's and train_expert.py's --out-dir (--dry-run: the code before the fix
+    # ran the suite on).
+    *(
+        Case(
+            "benchmark/suite.py",
+            [flag, "{tmp}/f", "--dry-run"],
+            2,
+            f"error: {flag} {{tmp}}/f: must name a folder (made if missing), not a file",
+            write_file("f", b""),
+        )
+        for flag in ("--results-dir", "--log-dir")
     ),
 ]
 
@@ -675,3 +1071,115 @@ def test_bad_input_gives_one_clear_line(case: Case, tmp_path):
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in case.argv]
     status, stderr = run_script(case.script, argv, str(tmp_path))
     assert_clean_error(status, stderr, case.status, case.needle.replace("{tmp}", str(tmp_path)))
+    if case.script in SUGGESTIONS_CHECKED:
+        check_suggested_commands(stderr)
+
+
+def check_suggested_commands(message: str) -> None:
+    """Each command a message suggests (`python <script> <flags>`) passes that script's own flag check, and a
+    `python -c` one compiles: a suggested fix is never itself refused."""
+    for command in re.findall(r"\bpython (.+)$", message, flags=re.MULTILINE):
+        argv = shlex.split(command)
+        if argv[0] == "-c":
+            compile(argv[1], "<suggested command>", "exec")
+            continue
+        module = importlib.import_module(os.path.basename(argv[0])[: -len(".py")])
+        module.check_args(tyro.cli(module.Args, args=argv[1:], prog=argv[0]))
+
+
+# Ctrl-C: one line that says where the last checkpoint is and the command that continues the run, status 130.
+PRESS_CTRL_C = """
+import os, runpy, signal, sys
+from tqdm import tqdm
+update, at = tqdm.update, int(sys.argv.pop(1))
+
+def update_then_press_ctrl_c(bar, n=1):
+    update(bar, n)
+    if bar.n >= at:
+        os.kill(os.getpid(), signal.SIGINT)
+
+tqdm.update, sys.argv = update_then_press_ctrl_c, sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", ["fql.py", "fino.py"])
+def test_ctrl_c_ends_the_run_with_one_line_and_status_130_and_its_command_finishes_the_run(
+    script, tmp_path, cube_single_dir
+):
+    """A real SIGINT once the bar reaches step 120 of 200 (checkpoints at 50 and 100); then the suggested command."""
+    flags = ["--env-id", "cube-single", "--dataset-dir", cube_single_dir, "--offline-steps", "200"]
+    flags += ["--online-steps", "0", "--steps-per-call", "10", "--log-every", "50", "--checkpoint-every", "50"]
+    flags += ["--eval-episodes", "0", "--actor-hidden-dims", "16", "--value-hidden-dims", "16", "--batch-size", "8"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    command = [sys.executable, "-c", PRESS_CTRL_C, "120", os.path.join(ROOT, script), *flags]
+    interrupted = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    (run_dir,) = glob.glob("runs/*", root_dir=tmp_path)
+    lines = [line for line in interrupted.stderr.splitlines() if line.strip()]
+    resume = f"python {script} --resume {run_dir}"
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert lines[-1] == f"interrupted: the last checkpoint is in {run_dir} (step 100); continue the run with: {resume}"
+    assert (
+        sum(line.startswith(("interrupted", "error")) for line in lines) == 1 and "Traceback" not in interrupted.stderr
+    )
+    assert not glob.glob(str(tmp_path / run_dir / "*.tmp"))
+
+    _, resumed_script, *resume_flags = shlex.split(lines[-1].split(": ")[-1])
+    resumed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, resumed_script), *resume_flags],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint at step 100" in resumed.stdout and "no evaluation" in resumed.stdout
+
+
+@pytest.mark.parametrize("script", ["fql.py", "fino.py", "rldt.py", "fm_irl.py"])
+def test_track_without_wandb_is_refused_at_start(script, tmp_path, monkeypatch):
+    """--track needs wandb, which requirements.txt leaves out; the case runs whether or not this machine has it."""
+    monkeypatch.setitem(sys.modules, "wandb", None)  # importlib.util.find_spec("wandb") now answers None
+    status, stderr = run_script(script, ["--track"], str(tmp_path))
+    assert_clean_error(status, stderr, 2, "error: --track: wandb is not installed")
+
+
+# fm_irl.py with a broken Minari dataset: each is named (id and folder) with what is wrong and how to make a good one.
+def _break_minari(kind: str, root: str) -> None:
+    import h5py
+
+    data_file = os.path.join(root, "mujoco", "hopper", "expert-v0", "data", "main_data.hdf5")
+    if kind == "truncated":
+        os.truncate(data_file, os.path.getsize(data_file) // 2)
+    elif kind == "deleted":
+        os.remove(data_file)
+    elif kind == "nan":
+        with h5py.File(data_file, "r+") as f:
+            f["episode_1"]["observations"][3] = np.nan
+
+
+MINARI_CASES = [
+    ("truncated", [], "cannot be read (OSError"),
+    ("deleted", [], "cannot be read (ValueError: No data found in data path"),
+    ("nan", [], "holds NaN or infinite observations"),
+    (
+        "another environment",
+        ["--env-id", "Walker2d-v5", "--dataset-id", "mujoco/hopper/expert-v0"],
+        "holds observations",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "flags", "needle"), MINARI_CASES, ids=[c[0] for c in MINARI_CASES])
+def test_a_broken_minari_dataset_is_named_with_what_is_wrong(kind, flags, needle, tmp_path, monkeypatch):
+    from conftest import write_random_minari_dataset
+
+    root = str(tmp_path / "minari")
+    write_random_minari_dataset(root, "mujoco/hopper/expert-v0", "Hopper-v5", 3, 30, seed=0)
+    _break_minari(kind, root)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", root)
+    status, stderr = run_script("fm_irl.py", [*(flags or ["--env-id", "hopper"]), *_SMALL], str(tmp_path))
+    folder = os.path.join(root, "mujoco", "hopper", "expert-v0")
+    assert_clean_error(status, stderr, 1, f"error: Minari dataset mujoco/hopper/expert-v0 ({folder}) {needle}")
+    assert "python benchmark/make_dataset.py --dataset mujoco/hopper/expert-v0" in stderr
+    check_suggested_commands(stderr)

@@ -1,13 +1,20 @@
-"""benchmark/suite.py and benchmark/summarize.py: commands, backends, and tables from synthetic event files."""
+"""benchmark/: suite.py and summarize.py (commands, backends, tables from synthetic event files); make_dataset.py and
+train_expert.py (a failure half-way leaves the previous dataset or expert intact; suggested commands are accepted)."""
 
+import dataclasses
 import json
+import shlex
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 import submitit
+import tyro
 from tensorboardX import SummaryWriter
 
 from benchmark import suite, summarize
@@ -204,3 +211,294 @@ def test_a_resumed_run_is_read_as_tensorboard_shows_it(tmp_path):
     writer.close()
     run = summarize.load_run(run_dir)
     assert run.steps.tolist() == [0, 10, 20] and run.success.tolist() == [0.0, 25.0, 100.0]
+
+
+# benchmark/make_dataset.py and benchmark/train_expert.py: a generation or training that fails half-way leaves the
+# previous dataset or expert byte for byte, and every command that a refusal suggests is accepted as written.
+
+sys.path.insert(0, str(ROOT / "benchmark"))  # as the worker processes import it: by name
+import make_dataset  # noqa: E402
+import train_expert  # noqa: E402
+
+
+def files_of(folder: Path, leave_out: str = "\0") -> dict[str, bytes]:
+    """Every file under `folder` (but those under `leave_out`) with its bytes."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not str(path.relative_to(folder)).startswith(leave_out)
+    }
+
+
+def save_hopper_expert(path: Path) -> None:
+    """A small random actor with a Hopper-v5 expert's sizes and record (train_expert.py's files)."""
+    recipe = dataclasses.replace(train_expert.RECIPES["Hopper-v5"], hidden_dims=(8,))
+    params = train_expert.init_actor_params(jax.random.PRNGKey(0), 11, 3, recipe)
+    evaluation = {"step": 10, "minutes": 0.0, "deterministic": {"return_mean": 1.0, "return_std": 0.0}}
+    info = {"env_id": "Hopper-v5", "config": {"recipe": dataclasses.asdict(recipe)}, "evaluations": [evaluation]}
+    train_expert.save_expert(str(path), params, info)
+
+
+def test_make_dataset_failing_half_way_leaves_the_previous_dataset_byte_for_byte(tmp_path, monkeypatch, capsys):
+    flags = dict(dataset="pointmaze-medium-navigate-v0", num_episodes=2, max_episode_steps=21, workers=1)
+    make_dataset.main(make_dataset.Args(out_dir=str(tmp_path), **flags))
+    previous = files_of(tmp_path)
+    assert sorted(previous) == ["pointmaze-medium-navigate-v0-val.npz", "pointmaze-medium-navigate-v0.npz"]
+    parts = tmp_path / "pointmaze-medium-navigate-v0.parts"
+    again = make_dataset.Args(out_dir=str(tmp_path), seed=1, **flags)  # a new generation into the same folder
+
+    # Ctrl-C after its first episode: exit status 130, the command that resumes, and the old files untouched.
+    collect = make_dataset.collect_to_file
+
+    def interrupted_after_one(job):
+        if any(parts.glob("episode_*.npz")):
+            raise KeyboardInterrupt
+        collect(job)
+
+    monkeypatch.setattr(make_dataset, "collect_to_file", interrupted_after_one)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        make_dataset.main(again)
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted: 1 finished episodes are kept in {parts}; the same command resumes: python "
+        f"benchmark/make_dataset.py --dataset pointmaze-medium-navigate-v0 --num-episodes 2 --max-episode-steps 21 "
+        f"--out-dir {tmp_path} --seed 1 --workers 1"
+    )
+    assert files_of(tmp_path, leave_out=parts.name) == previous
+
+    # Resumed, it collects the rest, but the new files fail their check (NaN observations): nothing is replaced, no
+    # temporary file is left, and the episodes stay for the next try.
+    monkeypatch.setattr(make_dataset, "collect_to_file", collect)
+    load = make_dataset.load_episodes
+
+    def with_nan(paths):
+        data, stats = load(paths)
+        data["observations"][3] = np.nan
+        return data, stats
+
+    monkeypatch.setattr(make_dataset, "load_episodes", with_nan)
+    with pytest.raises(SystemExit, match="pointmaze-medium-navigate-v0.npz holds NaN or infinite observations; noth"):
+        make_dataset.main(again)
+    assert files_of(tmp_path, leave_out=parts.name) == previous
+    assert len(list(parts.glob("episode_*.npz"))) == 3
+
+    # Without the fault the same command swaps the new files in.
+    monkeypatch.setattr(make_dataset, "load_episodes", load)
+    make_dataset.main(again)
+    assert sorted(files_of(tmp_path)) == sorted(previous) and files_of(tmp_path) != previous
+
+
+def test_make_dataset_minari_failing_half_way_leaves_the_previous_dataset_byte_for_byte(tmp_path, monkeypatch):
+    import minari
+    from conftest import write_random_minari_dataset
+
+    root = tmp_path / "minari"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_random_minari_dataset(str(root), "mujoco/hopper/medium-v0", "Hopper-v5", 2, 30, seed=0)
+    previous = files_of(root)
+    save_hopper_expert(tmp_path / "expert.msgpack")
+    flags = dict(dataset="mujoco/hopper/medium-v0", expert_path=str(tmp_path / "expert.msgpack"), workers=1)
+    command = make_dataset.Args(out_dir=str(root), num_episodes=1, max_episode_steps=30, **flags)
+
+    # The probe of the issue, fewer steps than one episode: refused before anything, the old dataset untouched.
+    with pytest.raises(SystemExit) as stop:
+        make_dataset.main(dataclasses.replace(command, num_steps=10))
+    assert stop.value.code == 2 and files_of(root) == previous
+
+    # Minari fails half-way through writing the new dataset (a full disk): the old one stays as it was.
+    create_dataset = minari.DataCollector.create_dataset
+
+    def create_then_fail(self, *args, **kwargs):
+        create_dataset(self, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(minari.DataCollector, "create_dataset", create_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        make_dataset.main(command)
+    assert files_of(root, leave_out="mujoco/hopper/medium-v0.parts") == previous
+
+    # Without the fault the same command puts the new dataset in its place; Minari loads it, nothing else is left.
+    monkeypatch.setattr(minari.DataCollector, "create_dataset", create_dataset)
+    make_dataset.main(command)
+    assert sorted(files_of(root)) == sorted(previous) and files_of(root) != previous
+    assert sorted(path.name for path in (root / "mujoco" / "hopper").iterdir()) == [
+        "medium-v0",
+        "namespace_metadata.json",
+    ]
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    assert minari.load_dataset("mujoco/hopper/medium-v0").total_episodes == 1
+
+
+SAC_FLAGS = dict(env_id="Hopper-v5", learning_starts=10, checkpoint_every=10, eval_episodes=1)
+
+
+def nan_actor_from_update(n: int):
+    """A make_update_and_act whose update turns the actor's weights to NaN from its n-th call on."""
+    make = train_expert.make_update_and_act
+
+    def make_poisoned(*args, **kwargs):
+        update_and_act, calls = make(*args, **kwargs), []
+
+        def poisoned(state, batch, obs):
+            state, actions, metrics = update_and_act(state, batch, obs)
+            calls.append(None)
+            if len(calls) >= n:
+                nan_actor = jax.tree.map(lambda x: x * np.nan, state.params["actor"])
+                state = state._replace(params={**state.params, "actor": nan_actor})
+            return state, actions, metrics
+
+        return poisoned
+
+    return make_poisoned
+
+
+def test_train_expert_failing_half_way_leaves_the_previous_expert_byte_for_byte(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # MuJoCo logs the NaN actions below to MUJOCO_LOG.TXT in the working folder
+    run = tmp_path / "run"
+    train_expert.main(train_expert.Args(total_steps=20, out_dir=str(run), **SAC_FLAGS))
+    previous = files_of(run)
+    assert {"config.json", "resume.msgpack", "actor.msgpack", "checkpoints/actor_000000020.msgpack"} <= set(previous)
+    longer = train_expert.Args(total_steps=40, out_dir=str(run), **SAC_FLAGS)  # the same run, trained on to 40
+
+    # Ctrl-C in the evaluation of its next checkpoint (30): exit status 130, the command that continues, no change.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    evaluate = train_expert.evaluate
+    monkeypatch.setattr(train_expert, "evaluate", interrupted)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        train_expert.main(longer)
+    assert stop.value.code == 130
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"interrupted: its last checkpoint, at 20 transitions, in {run}; continue with: python "
+            "benchmark/train_expert.py --env-id Hopper-v5 --total-steps 40 --checkpoint-every 10 --learning-starts 10 "
+            f"--eval-episodes 1 --out-dir {run}"
+        )
+    )
+    assert files_of(run) == previous
+    monkeypatch.setattr(train_expert, "evaluate", evaluate)
+
+    # The actor's weights turn NaN in the update just before the checkpoint at 30: the checkpoint, read back from its
+    # temporary files, fails its check and nothing is renamed in (no temporary file is left either).
+    monkeypatch.setattr(train_expert, "make_update_and_act", nan_actor_from_update(2))
+    with pytest.raises(SystemExit, match="the actor at 30 transitions has NaN or infinite weights .*; the last good"):
+        train_expert.main(longer)
+    assert files_of(run) == previous
+
+    # From the first update on: the loss is NaN at the next one, which stops the run at its step.
+    monkeypatch.setattr(train_expert, "make_update_and_act", nan_actor_from_update(1))
+    with pytest.raises(SystemExit, match="loss became NaN or infinite at 30 transitions; stopped, the last checkpoint"):
+        train_expert.main(longer)
+    assert files_of(run) == previous
+
+
+def suggested_commands(message: str) -> list[list[str]]:
+    """The commands in a message, each from `python benchmark/` to the end of its line, split as the shell would."""
+    lines = [line for line in message.splitlines() if "python benchmark/" in line]
+    return [shlex.split(line[line.index("python benchmark/") :]) for line in lines]
+
+
+def accepted_by_train_expert(argv: list[str]) -> train_expert.Args:
+    """The resolved Args of a train_expert.py command that its flag checks accept (they exit otherwise)."""
+    assert argv[:2] == ["python", "benchmark/train_expert.py"], argv
+    args = tyro.cli(train_expert.Args, args=argv[2:])
+    train_expert.check_args(args)
+    return train_expert.resolve(args)[0]
+
+
+def expert_config(args: train_expert.Args) -> dict:
+    args, recipe = train_expert.resolve(args)
+    return json.loads(json.dumps({"args": dataclasses.asdict(args), "recipe": dataclasses.asdict(recipe)}))
+
+
+def test_train_expert_suggests_commands_that_are_accepted(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    started = train_expert.Args(seed=3, learning_starts=300, total_steps=1000, out_dir=str(run))
+    (run / "config.json").write_text(json.dumps(expert_config(started)))
+    (run / "resume.msgpack").write_bytes(b"")
+    other = train_expert.resolve(dataclasses.replace(started, discount=0.5, learning_starts=None, total_steps=2000))[0]
+
+    # Other settings: the command that continues the run in the folder, and one that starts this run elsewhere.
+    with pytest.raises(SystemExit) as refusal:
+        train_expert.check_run_folder(other, expert_config(other))
+    assert "(--seed 3 here" not in str(refusal.value)  # the seed is the same; the discount and learning starts differ
+    assert "--discount 0.5 here, 0.99 in that run; --learning-starts 10000 here, 300 in that run" in str(refusal.value)
+    continued, elsewhere = (accepted_by_train_expert(argv) for argv in suggested_commands(str(refusal.value)))
+    assert train_expert.check_run_folder(continued, expert_config(continued)) is True  # it resumes that run
+    assert (continued.seed, continued.learning_starts, continued.discount, continued.total_steps) == (
+        3,
+        300,
+        0.99,
+        2000,
+    )
+    assert train_expert.check_run_folder(elsewhere, expert_config(elsewhere)) is False  # a fresh folder
+    assert dataclasses.replace(elsewhere, out_dir=other.out_dir) == other
+
+    # No settings in the folder: only the new folder is offered.
+    (run / "config.json").unlink()
+    with pytest.raises(SystemExit) as refusal:
+        train_expert.check_run_folder(other, expert_config(other))
+    (elsewhere,) = (accepted_by_train_expert(argv) for argv in suggested_commands(str(refusal.value)))
+    assert train_expert.check_run_folder(elsewhere, expert_config(elsewhere)) is False
+
+    # A mistyped --env-id: the closest recipe, with the other flags as given.
+    with pytest.raises(SystemExit):
+        train_expert.check_args(train_expert.Args(env_id="hoper-v5", checkpoint_every=100, out_dir=str(run)))
+    (suggestion,) = suggested_commands(capsys.readouterr().err)
+    assert (
+        accepted_by_train_expert(suggestion)
+        == train_expert.resolve(train_expert.Args(env_id="Hopper-v5", checkpoint_every=100, out_dir=str(run)))[0]
+    )
+
+
+def accepted_by_make_dataset(argv: list[str]) -> tuple[make_dataset.Args, make_dataset.Spec]:
+    """The Args and spec of a make_dataset.py command that its flag checks accept (they exit otherwise)."""
+    assert argv[:2] == ["python", "benchmark/make_dataset.py"], argv
+    args = tyro.cli(make_dataset.Args, args=argv[2:])
+    make_dataset.check_args(args)
+    _, spec, _ = make_dataset.resolve(args)
+    make_dataset.check_spec(args, spec)
+    return args, spec
+
+
+def test_make_dataset_suggests_commands_that_are_accepted(tmp_path, capsys):
+    parts = tmp_path / "cube-single-play-v0.parts"
+    _, spec, _ = make_dataset.resolve(make_dataset.Args(dataset="cube-single-play-v0", seed=4))
+    make_dataset.prepare_parts_dir(str(parts), spec, seed=4)
+    other = make_dataset.Args(dataset="cube-single-play-v0", noise=0.3, num_episodes=5, out_dir=str(tmp_path))
+
+    # Other settings: the command that continues the episodes in the folder, and one that makes this dataset elsewhere.
+    with pytest.raises(SystemExit) as refusal:
+        make_dataset.check_parts_dir(str(parts), str(tmp_path), make_dataset.resolve(other)[1], other)
+    assert "(--noise 0.3 here, 0.1 there; --seed 0 here, 4 there)" in str(refusal.value)
+    (continued, continued_spec), (elsewhere, elsewhere_spec) = (
+        accepted_by_make_dataset(argv) for argv in suggested_commands(str(refusal.value))
+    )
+    make_dataset.check_parts_dir(str(parts), str(tmp_path), continued_spec, continued)  # accepted: it continues them
+    assert (continued.noise, continued.seed, continued.num_episodes) == (0.1, 4, 5)
+    assert elsewhere == dataclasses.replace(other, out_dir=f"{tmp_path}-2")
+    assert elsewhere_spec == dataclasses.replace(spec, noise=0.3)
+    make_dataset.check_parts_dir(f"{tmp_path}-2/{parts.name}", f"{tmp_path}-2", elsewhere_spec, elsewhere)
+
+    # No settings beside the episodes: only the new folder is offered.
+    (parts / "episode_000000.npz").write_bytes(b"")
+    (parts / "config.json").unlink()
+    with pytest.raises(SystemExit) as refusal:
+        make_dataset.check_parts_dir(str(parts), str(tmp_path), make_dataset.resolve(other)[1], other)
+    ((elsewhere, _),) = (accepted_by_make_dataset(argv) for argv in suggested_commands(str(refusal.value)))
+    assert elsewhere.out_dir == f"{tmp_path}-2"
+
+    # An expert of another environment: the command that trains the right one.
+    save_hopper_expert(tmp_path / "expert.msgpack")
+    walker = make_dataset.Args(dataset="mujoco/walker2d/expert-v0", expert_path=str(tmp_path / "expert.msgpack"))
+    with pytest.raises(SystemExit):
+        make_dataset.check_spec(walker, make_dataset.resolve(walker)[1])
+    (suggestion,) = suggested_commands(capsys.readouterr().err)
+    assert accepted_by_train_expert(suggestion).env_id == "Walker2d-v5"

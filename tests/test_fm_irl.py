@@ -1,6 +1,7 @@
-"""fm_irl.py: the teacher's flow matching, discriminator and reward, the regulariser's gradient path, the return
-normaliser and GAE against hand computations, and end-to-end runs (Minari and OGBench demonstrations, save, load,
-evaluate, resume, NaN stop, a missing dataset)."""
+"""fm_irl.py: the teacher's flow matching, discriminator, teacher loss and relabelled reward against hand-set losses,
+the regulariser's gradient path, PPO's loss terms and step direction, the return normaliser and GAE against hand
+values and closed forms, and end-to-end runs (Minari and OGBench demonstrations, save, load, evaluate, resume, NaN
+stop, a missing dataset). tests/test_fm_irl_golden.py compares the same functions with the official code."""
 
 import dataclasses
 import glob
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from functools import partial
 
 import flax.linen as nn
@@ -85,14 +87,28 @@ def test_released_time_embedding_is_nearly_binary_and_the_sinusoidal_option_is_n
 
 
 class HandSetVelocity(nn.Module):
-    """v(x_t, c, t) = 2 c x_t: with x0 = 0 and t = 1/2 it is exactly x1 - x0 for the expert label and 0 otherwise."""
+    """v(x_t, c, t) = 2 c x_t (or 2 (1 - c) x_t): with x0 = 0 and t = 1/2 it is exactly x1 - x0 for the expert (agent)
+    label and 0 for the other."""
+
+    fits_expert: bool = True
 
     @nn.compact
     def __call__(self, x, label, t):
-        return 2.0 * label[:, :1] * x
+        c = label[:, :1] if self.fits_expert else 1.0 - label[:, :1]
+        return 2.0 * c * x
 
 
-def test_discriminator_and_reward_from_hand_set_losses():
+def with_draws_x0_zero_and_t_half(monkeypatch):
+    """Every flow-matching loss of the discriminator and the teacher loss is taken at x0 = 0, tau = 1/2."""
+
+    def fixed(teacher, params, x1, label, key, args):
+        t = jnp.full(x1.shape[:1], 0.5)
+        return fm_irl.flow_matching_losses(teacher, params, x1, label, jnp.zeros_like(x1), t, args.label_dim)
+
+    monkeypatch.setattr(fm_irl, "sampled_flow_matching_losses", fixed)
+
+
+def test_discriminator_and_reward_from_hand_set_losses(monkeypatch):
     args = dataclasses.replace(fm_irl.Args(), label_dim=2)
     x1 = jnp.array([[1.0, 2.0], [0.5, -0.5], [0.0, 3.0]])
     x0, t = jnp.zeros_like(x1), jnp.full(3, 0.5)
@@ -101,15 +117,72 @@ def test_discriminator_and_reward_from_hand_set_losses():
     agent_label_loss = fm_irl.flow_matching_losses(teacher, {}, x1, 0.0, x0, t, args.label_dim)
     np.testing.assert_allclose(expert_label_loss, 0.0)
     np.testing.assert_allclose(agent_label_loss, [2.5, 0.25, 4.5])  # mean over dims of (x1 - x0)^2
-    logits = agent_label_loss - expert_label_loss  # the pairs fit the expert branch: D > 1/2, positive reward
-    d = jax.nn.sigmoid(logits)
-    np.testing.assert_allclose(d, np.exp(-0.0) / (np.exp(-0.0) + np.exp(-np.array([2.5, 0.25, 4.5]))), rtol=1e-6)
+    # The pairs fit the expert branch (lower loss under the expert label): logit l_0 - l_1 > 0, D > 1/2, and the
+    # reward log D - log(1 - D) is the logit itself, positive.
+    with_draws_x0_zero_and_t_half(monkeypatch)
+    key = jax.random.PRNGKey(0)
+    logits = fm_irl.discriminator_logits(teacher, {}, x1, key, args)
+    np.testing.assert_allclose(logits, [2.5, 0.25, 4.5])
+    assert np.all(jax.nn.sigmoid(logits) > 0.5)
     np.testing.assert_allclose(fm_irl.airl_reward(logits), [2.5, 0.25, 4.5], rtol=1e-5)
-    assert np.all(fm_irl.airl_reward(-logits) < 0)  # agent-like pairs get negative rewards
+    # Pairs that fit the agent branch: D < 1/2 and negative rewards.
+    agent_logits = fm_irl.discriminator_logits(HandSetVelocity(fits_expert=False), {}, x1, key, args)
+    np.testing.assert_allclose(agent_logits, [-2.5, -0.25, -4.5])
+    assert np.all(jax.nn.sigmoid(agent_logits) < 0.5)
+    np.testing.assert_allclose(fm_irl.airl_reward(agent_logits), [-2.5, -0.25, -4.5], rtol=1e-5)
     # Saturation of the float32 formula (also compiled, where a naive `1 - D + 1e-20` loses its 1e-20).
     extreme = jnp.array([-200.0, -60.0, 60.0, 200.0])
     for reward in (fm_irl.airl_reward(extreme), jax.jit(fm_irl.airl_reward)(extreme)):
         np.testing.assert_allclose(reward, [-46.0517, -46.0517, 46.0517, 46.0517], rtol=1e-4)
+
+
+def test_teacher_loss_from_hand_set_losses(monkeypatch):
+    """Expert and agent batches are the same pairs, whose logits are 2.5, 0.25, 4.5 (the case above)."""
+    with_draws_x0_zero_and_t_half(monkeypatch)
+    args = dataclasses.replace(fm_irl.Args(), label_dim=2, disc_bc_coef=0.5)
+    nets = fm_irl.Networks(HandSetVelocity(), None, None, 1, 1)
+    x1 = jnp.array([[1.0, 2.0], [0.5, -0.5], [0.0, 3.0]])
+    loss, info = fm_irl.teacher_loss({}, x1, x1, jax.random.PRNGKey(0), nets, args)
+    # -log D = log(1 + e^-l) and -log(1 - D) = log(1 + e^l), averaged over l = 2.5, 0.25, 4.5 (by hand)
+    np.testing.assert_allclose(info["expert_loss"], 0.2219590, rtol=1e-5)
+    np.testing.assert_allclose(info["agent_loss"], 2.6386256, rtol=1e-5)
+    np.testing.assert_allclose(info["expert_disc_val"], 0.8251105, rtol=1e-5)  # mean of 1 / (1 + e^-l)
+    np.testing.assert_allclose(info["agent_disc_val"], 0.8251105, rtol=1e-5)
+    np.testing.assert_allclose(info["disc_bc_loss"], 0.0, atol=1e-7)  # the expert label fits the pairs exactly
+    np.testing.assert_allclose(loss, 0.2219590 + 2.6386256, rtol=1e-5)
+    # A teacher that fits the agent label instead: its FM-BC term is the expert-label loss, weighted by 0.5.
+    nets = nets._replace(teacher=HandSetVelocity(fits_expert=False))
+    loss, info = fm_irl.teacher_loss({}, x1, x1, jax.random.PRNGKey(0), nets, args)
+    np.testing.assert_allclose(info["expert_loss"], 2.6386256, rtol=1e-5)
+    np.testing.assert_allclose(info["disc_bc_loss"], (2.5 + 0.25 + 4.5) / 3, rtol=1e-6)
+    np.testing.assert_allclose(loss, 2.6386256 + 0.2219590 + 0.5 * (2.5 + 0.25 + 4.5) / 3, rtol=1e-5)
+
+
+def test_relabel_rewards_are_the_airl_reward_plus_the_bonus_normalised(monkeypatch):
+    """Two environments, two steps, a hand-set teacher (logit = mean over dims of x1^2), bonus 1, gamma 1/2, and a
+    normaliser that starts empty, so that its variance is that of every return seen so far."""
+    with_draws_x0_zero_and_t_half(monkeypatch)
+    args = dataclasses.replace(fm_irl.Args(), label_dim=1, reward_bonus=1.0, gamma=0.5)
+    nets = fm_irl.Networks(HandSetVelocity(), None, None, OBS_DIM, ACTION_DIM)
+    x = jnp.array(
+        [
+            [[1.0, 1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0, 2.0]],  # logits 1, 4
+            [[3.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]],  # logits 2, 0
+        ]
+    )
+    start_masks = jnp.array([[0.0, 1.0], [1.0, 0.0]])  # env 0 starts an episode at step 0, env 1 at step 1
+    normalizer = fm_irl.RewardNormalizer(fm_irl.RunningMeanStd(*jnp.zeros(3)), jnp.array([0.0, 2.0]))
+    rewards, normalizer, info = fm_irl.relabel_rewards(
+        {}, x[..., :OBS_DIM], x[..., OBS_DIM:], start_masks, normalizer, jax.random.PRNGKey(0), nets, args
+    )
+    # raw rewards r = logit + 1: [2, 5] then [3, 1]
+    np.testing.assert_allclose(info["raw_reward"], (2 + 5 + 3 + 1) / 4, rtol=1e-6)
+    # returns R: [0 + 2, 2 / 2 + 5] = [2, 6] (variance 4), then [2 / 2 + 3, 0 + 1] = [4, 1] (variance of 2, 6, 4, 1:
+    # 3.6875), each reward divided by the standard deviation of its step
+    np.testing.assert_allclose(rewards, [[1.0, 2.5], [3 / 1.9202864, 1 / 1.9202864]], rtol=1e-5)
+    np.testing.assert_allclose(normalizer.returns, [4.0, 1.0], rtol=1e-6)  # float32 log D - log(1 - D)
+    stats = [normalizer.stats.mean, normalizer.stats.var, normalizer.stats.count]
+    np.testing.assert_allclose(stats, [3.25, 3.6875, 4.0], rtol=1e-6)
 
 
 def test_teacher_separates_expert_pairs_from_uniform_noise_on_a_2d_toy():
@@ -189,59 +262,129 @@ def test_running_stats_merge_like_one_pass_over_all_data():
     assert stats.count == pytest.approx(20 + 1e-4)
 
 
-def test_return_normaliser_against_a_hand_computation():
+def test_return_normaliser_against_discounted_sums_and_pooled_moments():
+    """Expected values from closed forms, not the update's recursions: the return of each environment is the
+    discounted sum of its rewards since its episode started, and the running variance after step t is the population
+    variance of every return seen so far pooled with the prior (mean 0, variance 1, weight 1e-4)."""
     rng = np.random.default_rng(1)
-    raw = rng.normal(size=(6, 4)).astype(np.float32) * 5
-    start_masks = np.ones((6, 4), np.float32)
+    raw = rng.normal(size=(6, 4)) * 5
+    start_masks = np.ones((6, 4))
     start_masks[0] = 0  # the first observations start episodes
     start_masks[3, 1] = 0  # env 1 starts a new episode at step 3
     normalizer = fm_irl.RewardNormalizer(fm_irl.RunningMeanStd(*jnp.array([0.0, 1.0, 1e-4])), jnp.zeros(4))
-    rewards, after = fm_irl.normalize_rewards(jnp.asarray(raw), jnp.asarray(start_masks), normalizer, 0.9)
+    rewards, after = fm_irl.normalize_rewards(
+        jnp.asarray(raw, jnp.float32), jnp.asarray(start_masks, jnp.float32), normalizer, 0.9
+    )
 
-    returns, mean, var, count, expected = np.zeros(4), 0.0, 1.0, 1e-4, []  # the official loop, in float64
+    returns = np.zeros((6, 4))  # R_t = sum of 0.9^(t - k) r_k over the steps k of the episode so far
     for t in range(6):
-        returns = returns * start_masks[t] * 0.9 + raw[t]
-        delta, total = returns.mean() - mean, count + 4
-        var = (var * count + returns.var() * 4 + delta**2 * count * 4 / total) / total
-        mean, count = mean + delta * 4 / total, total
-        expected.append(raw[t] / np.sqrt(var + 1e-8))  # divided, not centred
-    np.testing.assert_allclose(rewards, np.array(expected), rtol=1e-4)
-    np.testing.assert_allclose(after.returns, returns, rtol=1e-5)
-    np.testing.assert_allclose(after.stats.var, var, rtol=1e-4)
+        for e in range(4):
+            first = max(k for k in range(t + 1) if start_masks[k, e] == 0)
+            returns[t, e] = sum(0.9 ** (t - k) * raw[k, e] for k in range(first, t + 1))
+    prior_weight = 1e-4
+    for t in range(6):
+        seen = returns[: t + 1].ravel()
+        mean = seen.sum() / (prior_weight + seen.size)
+        variance = (prior_weight * 1.0 + (seen**2).sum()) / (prior_weight + seen.size) - mean**2
+        np.testing.assert_allclose(rewards[t], raw[t] / np.sqrt(variance + 1e-8), rtol=1e-4)  # divided, not centred
+    np.testing.assert_allclose(after.returns, returns[-1], rtol=1e-5)
+    np.testing.assert_allclose(after.stats.var, variance, rtol=1e-4)
+    np.testing.assert_allclose(after.stats.count, 24 + 1e-4, rtol=1e-6)
 
 
-def gae_by_hand(rewards, values, next_value, dones, time_limits, gamma, lam, proper):
-    """The official storage's loop, written out."""
-    advantages, gae = np.zeros_like(rewards), 0.0
-    values_ext = np.concatenate([values, next_value[None]])
-    for t in reversed(range(len(rewards))):
-        mask = 1.0 - dones[t]
-        delta = rewards[t] + gamma * values_ext[t + 1] * mask - values[t]
-        gae = delta + gamma * lam * mask * gae
-        if proper:
-            gae = gae * (1.0 - time_limits[t])
-        advantages[t] = gae
-    return advantages, advantages + values
+# A tiny rollout with hand-computed GAE (gamma = lambda = 1/2): two environments with the same rewards [1, 2, 3],
+# values [0.5, 1, 1.5] and bootstrap value 2; env 1's step 1 ends its episode at the time limit. Env 0:
+# deltas 1 + 0.5 - 0.5 = 1, 2 + 0.75 - 1 = 1.75, 3 + 1 - 1.5 = 2.5 -> A = [1 + 0.25 * 2.375, 1.75 + 0.25 * 2.5, 2.5].
+GAE_ENV0 = [1.59375, 2.375, 2.5]
+# Env 1, the truncation taken as a termination: delta_1 = 2 - 1 = 1, nothing bootstraps through it.
+GAE_ENV1_TERMINATED = [1.25, 1.0, 2.5]
+# Env 1 with proper time limits: the truncated step's advantage is 0 (return V(s_1) = 1); step 0 still bootstraps
+# from V(s_1): delta_0 = 1 + 0.5 * 1 - 0.5 = 1, not r - V = 0.5.
+GAE_ENV1_TRUNCATED = [1.0, 0.0, 2.5]
 
 
 @pytest.mark.parametrize("proper", [False, True])
 def test_gae_with_and_without_proper_time_limits(proper):
-    args = dataclasses.replace(fm_irl.Args(), gamma=0.9, gae_lambda=0.8, proper_time_limits=proper)
-    rng = np.random.default_rng(2)
-    rewards, values = rng.normal(size=(5, 2)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)
-    next_value = rng.normal(size=2).astype(np.float32)
-    dones, time_limits = np.zeros((5, 2), np.float32), np.zeros((5, 2), np.float32)
-    dones[1, 0] = 1  # env 0 terminates at step 1
-    dones[3, 1] = time_limits[3, 1] = 1  # env 1 hits the time limit at step 3
-    advantages, returns = fm_irl.compute_gae(rewards, values, next_value, 1 - dones, 1 - time_limits, args)
-    expected = gae_by_hand(rewards, values, next_value, dones, time_limits, 0.9, 0.8, proper)
-    np.testing.assert_allclose(advantages, expected[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(returns, expected[1], rtol=1e-5, atol=1e-6)
+    args = dataclasses.replace(fm_irl.Args(), gamma=0.5, gae_lambda=0.5, proper_time_limits=proper)
+    rewards = jnp.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    values = jnp.array([[0.5, 0.5], [1.0, 1.0], [1.5, 1.5]])
+    dones, time_limits = np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32)
+    dones[1, 1] = time_limits[1, 1] = 1
+    advantages, returns = fm_irl.compute_gae(rewards, values, jnp.array([2.0, 2.0]), 1 - dones, 1 - time_limits, args)
+    expected = np.array([GAE_ENV0, GAE_ENV1_TRUNCATED if proper else GAE_ENV1_TERMINATED]).T
+    np.testing.assert_allclose(advantages, expected, rtol=1e-6)
+    np.testing.assert_allclose(returns, expected + values, rtol=1e-6)
     if proper:  # the truncated step's return is V(s_t) and its advantage 0; earlier steps bootstrap through it
-        assert advantages[3, 1] == 0 and returns[3, 1] == values[3, 1]
-        assert advantages[2, 1] != pytest.approx(rewards[2, 1] - values[2, 1])
+        assert advantages[1, 1] == 0 and returns[1, 1] == values[1, 1]
+        assert advantages[0, 1] != pytest.approx(rewards[0, 1] - values[0, 1])
     else:  # a truncation is a termination
-        np.testing.assert_allclose(advantages[3, 1], rewards[3, 1] - values[3, 1], rtol=1e-6)
+        np.testing.assert_allclose(advantages[1, 1], rewards[1, 1] - values[1, 1], rtol=1e-6)
+
+
+def constant_mean_student(state, mean):
+    """The student with its hidden layers zeroed: mean(s) = `mean` for every state, log-std 0."""
+    actor = jax.tree.map(jnp.zeros_like, state.student["actor"])
+    actor["params"]["mean"]["bias"] = jnp.asarray(mean)
+    return {"actor": actor, "critic": state.student["critic"]}
+
+
+def test_ppo_loss_terms_against_hand_values():
+    """Four samples whose ratios lie outside [0.8, 1.2] on either side, with advantages of either sign: the clipped
+    objective takes the pessimistic (smaller) term, so the ratio counts up to 1 + epsilon only; the value loss takes
+    the larger of the clipped and unclipped errors."""
+    args, nets, _, _, state = small_setup(regularizer_coef=2.5)
+    student = constant_mean_student(state, [0.5, -1.0])
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=(4, OBS_DIM)), jnp.float32)
+    actions = jnp.array([[1.5, -1.0]] * 4)  # one std from the mean in one dim: log-prob -1/2 - log(2 pi)
+    log_prob = -0.5 - np.log(2 * np.pi)
+    value = nets.critic.apply(student["critic"], obs)
+    batch = {
+        "obs": obs,
+        "actions": actions,
+        "log_probs": log_prob + jnp.array([-0.5, -0.5, 0.5, 0.5]),  # ratios e^0.5, e^0.5, e^-0.5, e^-0.5
+        "advantages": jnp.array([1.0, -1.0, 1.0, -1.0]),
+        "values": value + jnp.array([-1.0, -1.0, 1.0, 1.0]),  # the new value moved by +1, +1, -1, -1 ...
+        "returns": value + jnp.array([1.0, -1.0, -1.0, 1.0]),  # ... toward the return, away, toward, away
+    }
+    reg_states, reg_actions = jnp.zeros((2, OBS_DIM)), jnp.array([[1.5, -1.0], [0.5, 1.0]])
+    loss, info = fm_irl.ppo_loss(student, batch, reg_states, reg_actions, nets, args)
+    e = np.exp(0.5)
+    policy_loss = -np.mean([1.2, -e, 1 / e, -0.8])  # min(r A, clip(r) A) per sample
+    value_loss = 0.5 * np.mean([1.8**2, 1.0, 1.8**2, 1.0])  # clipped moves of 0.2 leave errors 1.8 toward the return
+    entropy = 2 * (0.5 + 0.5 * np.log(2 * np.pi))
+    regularizer = 2.5 * 0.5 * np.mean([1.0, 0.0, 0.0, 4.0])  # beta/2 * mean of (mean - a_G)^2
+    np.testing.assert_allclose(info["policy_loss"], policy_loss, rtol=1e-5)
+    np.testing.assert_allclose(info["value_loss"], value_loss, rtol=1e-5)
+    np.testing.assert_allclose(info["entropy"], entropy, rtol=1e-6)
+    np.testing.assert_allclose(info["regularizer_loss"], regularizer, rtol=1e-6)
+    np.testing.assert_allclose(info["clipfrac"], 1.0)
+    np.testing.assert_allclose(loss, policy_loss + 0.5 * value_loss - 0.001 * entropy + regularizer, rtol=1e-5)
+
+
+@pytest.mark.parametrize("advantage", [1.0, -1.0])
+def test_ppo_step_moves_the_log_probability_with_the_advantage_and_stops_at_the_clip(advantage):
+    args, nets, _, _, state = small_setup(regularizer_coef=0.0, vf_coef=0.0, ent_coef=0.0)
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=(8, OBS_DIM)), jnp.float32)
+    actions = jnp.asarray(np.random.default_rng(1).normal(size=(8, ACTION_DIM)), jnp.float32)
+
+    def log_probs(student):
+        return fm_irl.gaussian_log_prob(*nets.actor.apply(student["actor"], obs), actions)
+
+    def batch(old_log_probs):
+        zeros = jnp.zeros(8)
+        advantages = jnp.full(8, advantage)
+        return dict(
+            obs=obs, actions=actions, log_probs=old_log_probs, values=zeros, returns=zeros, advantages=advantages
+        )
+
+    before = log_probs(state.student)
+    grads = jax.grad(lambda s: fm_irl.ppo_loss(s, batch(before), None, None, nets, args)[0])(state.student)
+    after = log_probs(jax.tree.map(lambda p, g: p - 1e-3 * g, state.student, grads))
+    assert np.all(np.sign(np.asarray(after - before)) == advantage)  # each sample's log-probability, one SGD step
+    # Once the ratio is past 1 + epsilon (A > 0) or below 1 - epsilon (A < 0), the sample gives no gradient.
+    beyond_the_clip = before - 0.5 * advantage  # ratio e^{0.5 A}
+    grads = jax.grad(lambda s: fm_irl.ppo_loss(s, batch(beyond_the_clip), None, None, nets, args)[0])(state.student)
+    assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(grads["actor"]))
 
 
 def test_task_table_and_aliases():
@@ -294,7 +437,8 @@ def scalars(run_dir, paths=None) -> dict:
     return values
 
 
-HOPPER = ["--env-id", "hopper", "--num-demos", "4", "--total-timesteps", "1024", *SMALL]
+# The fixture's random episodes fall long before Hopper's 1000-step limit: take them whatever their length.
+HOPPER = ["--env-id", "hopper", "--num-demos", "4", "--no-full-length-demos", "--total-timesteps", "1024", *SMALL]
 
 
 def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp_path, run_env):
@@ -308,6 +452,10 @@ def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp
     for tag in ("losses/teacher_loss", "losses/regularizer_loss", "losses/value_loss", "charts/expert_disc_val"):
         assert (tag, 1024) in logged, tag
     assert ("charts/episodic_return", 1024) in logged and ("eval/episodic_return", 1024) in logged
+    # The rate decays over Hopper's official 25M steps (97,656 iterations of 256), not over this 4-iteration run.
+    for iteration in range(4):
+        expected_rate = 1e-4 * (1 - iteration / 97_656)
+        assert logged[("charts/learning_rate", 256 * (iteration + 1))] == pytest.approx(expected_rate, rel=1e-6)
     teacher_terms = sum(logged[(f"losses/{k}", 1024)] for k in ("expert_loss", "agent_loss", "disc_bc_loss"))
     assert logged[("losses/teacher_loss", 1024)] == pytest.approx(teacher_terms, rel=1e-5)
     loaded = run_fm_irl(tmp_path, run_env, "--load-model", os.path.join(run_dir, "fm_irl.flax"), "--eval-episodes", "2")
@@ -318,11 +466,40 @@ def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp
     assert refused.returncode == 2 and "takes no other flag" in refused.stderr
     resumed = run_fm_irl(tmp_path, run_env, "--resume", run_dir)
     assert "resuming after iteration 3 (step 768)" in resumed.stdout
-    first, second = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
-    expected = {k: v for k, v in scalars(run_dir, [first]).items() if k[1] == 1024 and k[0] != "charts/SPS"}
-    got = scalars(run_dir, [second])
+    *before, resumed_file = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
+    expected = {k: v for k, v in scalars(run_dir, before).items() if k[1] == 1024 and k[0] != "charts/SPS"}
+    got = scalars(run_dir, [resumed_file])
     assert {k[1] for k in got} == {1024} and len(expected) > 15
     assert {k: got[k] for k in expected} == expected
+
+
+# Runs a script with Ctrl-C pressed (a real SIGINT) once its progress bar reaches a given step.
+PRESS_CTRL_C_AT = """
+import os, runpy, signal, sys
+from tqdm import tqdm
+update, at = tqdm.update, int(sys.argv.pop(1))
+def update_and_press(bar, n=1):
+    update(bar, n)
+    if bar.n >= at:
+        os.kill(os.getpid(), signal.SIGINT)
+tqdm.update, sys.argv = update_and_press, sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_ctrl_c_ends_with_one_line_and_status_130_and_the_suggested_resume_finishes(tmp_path, run_env):
+    flags = [*HOPPER, "--checkpoint-every", "256"]  # four iterations of 256 steps; Ctrl-C in the third
+    command = [sys.executable, "-c", PRESS_CTRL_C_AT, "600", os.path.join(ROOT, "fm_irl.py"), *flags]
+    interrupted = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True)
+    (run_dir,) = glob.glob("runs/*", root_dir=tmp_path)
+    lines = [line for line in interrupted.stderr.splitlines() if line.strip() and "%|" not in line]
+    assert interrupted.returncode == 130 and "Traceback" not in interrupted.stderr, interrupted.stderr[-3000:]
+    resume = f"python fm_irl.py --resume {run_dir}"
+    assert lines[-1] == f"interrupted: the last checkpoint is in {run_dir} (step 512); continue the run with: {resume}"
+    assert sum(line.startswith(("interrupted", "error")) for line in lines) == 1
+    assert not glob.glob(str(tmp_path / run_dir / "*.tmp"))
+    resumed = run_fm_irl(tmp_path, run_env, *lines[-1].split(": python fm_irl.py ")[-1].split())
+    assert "resuming after iteration 2 (step 512)" in resumed.stdout and "Hopper-v5: final" in resumed.stdout
 
 
 def write_demos(path, env_name, noise, num_episodes=3, steps=40):
@@ -361,12 +538,12 @@ def test_ogbench_demonstrations_with_demo_noise_and_both_ablations_end_to_end(tm
         assert logged[("losses/teacher_loss", step)] == pytest.approx(teacher_terms, rel=1e-5)
         assert logged[("losses/regularizer_loss", step)] == 0
     wrong_noise = run_fm_irl(tmp_path, run_env, *flags, "--demo-noise", "1.0", check=False)
-    assert wrong_noise.returncode == 1 and "demonstration file not found" in wrong_noise.stderr
+    assert wrong_noise.returncode == 1 and "demos-noise1/pointmaze-medium-singletask-task1-demos-v0.npz not found" in wrong_noise.stderr  # fmt: skip
     assert "--noise 1 --out-dir" in wrong_noise.stderr
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_parameters(tmp_path, run_env):
-    result = run_fm_irl(tmp_path, run_env, *HOPPER, "--disc-bc-coef", "nan", check=False)
+    result = run_fm_irl(tmp_path, run_env, *HOPPER, "--teacher-lr", "1e30", check=False)  # the teacher diverges
     assert (
         result.returncode == 1 and "error: the loss became NaN or infinite at step 256 (teacher loss" in result.stderr
     )
@@ -379,7 +556,10 @@ def test_a_missing_minari_dataset_says_how_to_make_it(tmp_path, run_env):
     result = run_fm_irl(tmp_path, env, "--env-id", "walker2d", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()[-3:]
-    assert lines[0].startswith("error: Minari dataset mujoco/walker2d/expert-v0 is not on this machine")
+    assert (
+        lines[0].startswith("error: Minari dataset mujoco/walker2d/expert-v0 (")
+        and "is not on this machine" in lines[0]
+    )
     assert lines[1:] == [
         "  python benchmark/train_expert.py --env-id Walker2d-v5",
         "  python benchmark/make_dataset.py --dataset mujoco/walker2d/expert-v0",
@@ -403,7 +583,7 @@ def test_suite_builds_the_quick_profile_with_ablations_and_the_noise_sweep():
 def test_summary_table_and_curves_from_synthetic_runs(tmp_path):
     from tensorboardX import SummaryWriter
 
-    from benchmark import summarize_fm_irl
+    from benchmark import summarize
 
     for seed in (0, 1):
         for variant, scale in (("fm_irl", 1.0), ("fm_irl_no_regularizer", 0.5)):
@@ -418,8 +598,39 @@ def test_summary_table_and_curves_from_synthetic_runs(tmp_path):
             writer.add_scalar("eval/success", scale, 32_000)
             writer.close()
     out = tmp_path / "out"
-    summarize_fm_irl.main(summarize_fm_irl.Args(runs_dir=str(tmp_path / "runs"), out_dir=str(out)))
+    summarize.summarize_fm_irl(summarize.Args(runs_dir=str(tmp_path / "runs"), out_dir=str(out), fm_irl=True))
     readme = (out / "README.md").read_text()
     assert "| fm_irl | 0.5 (default) | 32k | 2 | 0.95 ± 0.05 | 1.00 | — (beyond) | 0.87 ± 0.03 at 5M |" in readme
     assert "| fm_irl_no_regularizer | 0.5 (default) | 32k | 2 | 0.45 ± 0.05 | 0.50 |" in readme
     assert (out / "curves" / "pointmaze-medium-singletask-task1-v0.png").exists()
+
+
+def test_minari_demonstrations_are_the_first_full_length_episodes(monkeypatch, capsys):
+    """The official trajectory saver keeps only episodes of the whole time limit (1000 steps for Hopper-v5)."""
+
+    def episode(id_: int, length: int):
+        observations = np.full((length + 1, 11), float(id_), np.float32)  # each episode's states hold its id
+        return types.SimpleNamespace(id=id_, observations=observations, actions=np.zeros((length, 3), np.float32))
+
+    episodes = [episode(0, 966), episode(1, 1000), episode(2, 40), episode(3, 1000)]
+    monkeypatch.setattr(fm_irl, "read_minari", lambda *args: episodes)
+    task = fm_irl.resolve_task("hopper")
+    args = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", num_demos=2), task)
+    demos = fm_irl.load_demos(task, args, 11, 3)
+    assert set(np.unique(demos["observations"])) == {1.0, 3.0} and len(demos["observations"]) == 2000
+    assert "episodes [1, 3] of mujoco/hopper/expert-v0" in capsys.readouterr().out
+    # Off: the first episodes, whatever their length; too few full-length ones: one line that says so.
+    demos = fm_irl.load_demos(task, dataclasses.replace(args, full_length_demos=False), 11, 3)
+    assert set(np.unique(demos["observations"])) == {0.0, 1.0} and len(demos["observations"]) == 1966
+    with pytest.raises(SystemExit, match="holds 2 episodes of the whole 1000 steps .*, fewer than --num-demos 3"):
+        fm_irl.load_demos(task, dataclasses.replace(args, num_demos=3), 11, 3)
+
+
+def test_lr_env_steps_defaults_to_the_official_budget_and_must_cover_the_run():
+    hopper = fm_irl.resolve_task("hopper")
+    short = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", total_timesteps=500_000), hopper)
+    assert short.lr_env_steps == 25_000_000  # a quick run follows the official schedule and stops early
+    long = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", total_timesteps=30_000_000), hopper)
+    assert long.lr_env_steps == 30_000_000
+    with pytest.raises(SystemExit):
+        fm_irl.check_args(fm_irl.Args(env_id="hopper", total_timesteps=500_000, lr_env_steps=400_000))

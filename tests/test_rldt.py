@@ -10,14 +10,17 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
+import flax
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import rldt
@@ -51,16 +54,94 @@ def small_setup(**overrides):
     old_actor = rldt.init_actor(jax.random.PRNGKey(1), nets, OBS_DIM)
     critic = rldt.init_critic(jax.random.PRNGKey(2), nets, OBS_DIM, rldt.optax.adam(1e-3)).params
     states = jax.random.uniform(jax.random.PRNGKey(3), (3, OBS_DIM), minval=-1, maxval=1)
-    draws = rldt.actor_draws(jax.random.PRNGKey(4), 3 * args.n_particles, HORIZON * ACTION_DIM, args.flow_steps)
-    targets_fn = jax.jit(
-        lambda *a: rldt.actor_targets(*a, nets=nets, args=args)[0]
-    )  # (actor, old, critic, states, draws)
+    draws = actor_draws(jax.random.PRNGKey(4), 3 * args.n_particles, args.flow_steps)
+    targets_fn = jax.jit(lambda *a: actor_targets(*a, nets=nets, args=args))  # (actor, old, critic, states, draws)
     return args, nets, actor, old_actor, critic, states, draws, targets_fn
+
+
+def actor_draws(key, num_rows: int, flow_steps: int) -> dict:
+    """The random numbers of one actor step, as `rldt.actor_step` draws them: the chains' noise, the step k of each
+    row, and the trust-region point's step and noise."""
+    noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
+    return {
+        "noise": jax.random.normal(noise_key, (num_rows, HORIZON * ACTION_DIM)),
+        "step": jax.random.randint(step_key, (num_rows,), 0, flow_steps),
+        "teacher_step": jax.random.randint(teacher_step_key, (num_rows,), 0, flow_steps),
+        "teacher_noise": jax.random.normal(teacher_noise_key, (num_rows, HORIZON * ACTION_DIM)),
+    }
+
+
+def actor_targets(params, old_params, critic_params, states, draws, nets, args) -> dict:
+    """The chain point x_k and t_k, the endpoint a and the field phi at E[a | x_k] of each row, from the policy's
+    documented pieces (`rldt.transport_field` for phi)."""
+    obs = jnp.repeat(states, args.n_particles, axis=0)
+    actions, chain = rldt.sample_actions(nets, params, obs, draws["noise"], args.flow_steps)
+    t = (draws["step"] / args.flow_steps)[:, None]
+    x = chain[draws["step"], jnp.arange(obs.shape[0])]
+    expected = rldt.expected_target(nets, params, obs, x, t)
+    field, _ = rldt.transport_field(nets, critic_params, obs, expected, actions, args)
+    return dict(x=x, t=t, actions=actions, field=field)
 
 
 @pytest.fixture(scope="module")
 def setup():
     return small_setup()
+
+
+def with_leaves(template, leaves: dict):
+    """`template`'s tree with every leaf zero except `leaves`, keyed by path: {("Dense_0", "kernel"): array}."""
+    flat = flax.traverse_util.flatten_dict(template["params"])
+    assert set(leaves) <= set(flat), set(leaves) - set(flat)
+    flat = {k: jnp.broadcast_to(jnp.asarray(leaves.get(k, 0.0), jnp.float32), v.shape) for k, v in flat.items()}
+    return {"params": flax.traverse_util.unflatten_dict(flat)}
+
+
+def nearly_linear_critic(nets, obs_dim: int, grads, offsets=(0.0, 0.0)):
+    """Critics with one SiLU unit, Q_i(s, a) = silu(g_i . a + 20) + c_i = g_i . a + 20 + c_i within 2e-6 where
+    |g_i . a| <= 4, so that grad_a Q_i = g_i within 1e-6 there. `grads` (2, D), one row per ensemble member."""
+    grads = jnp.asarray(grads, jnp.float32)
+    template = jax.eval_shape(lambda: rldt.init_critic(jax.random.PRNGKey(0), nets, obs_dim, optax.adam(1.0)))
+    kernel = jnp.concatenate([jnp.zeros((2, obs_dim)), grads], axis=1)[..., None]
+    leaves = {("Dense_0", "kernel"): kernel, ("Dense_0", "bias"): 20.0, ("Dense_1", "kernel"): 1.0}
+    leaves[("Dense_1", "bias")] = jnp.asarray(offsets, jnp.float32)[:, None]
+    return with_leaves(template.params, leaves)
+
+
+def scale_critic(critic_params, factor: float):
+    """The critics' output layer (the last Dense) times `factor`: Q and grad_a Q scale by it, exactly."""
+    flat = flax.traverse_util.flatten_dict(critic_params)
+    last = max((k[-2] for k in flat), key=lambda name: int(name.split("_")[-1]))
+    return flax.traverse_util.unflatten_dict({k: v * factor if k[-2] == last else v for k, v in flat.items()})
+
+
+def reference_actor_loss(params, constants_from, old_params, critic_params, states, state_weights, draws, nets, args):
+    """L_svgd + L_cons + L_kl of the `normal` field written out from docs/rldt.md, apart from rldt.actor_loss: the chain,
+    the expected targets, the field and the trust-region point come from `constants_from` (stopped parameters give the
+    official loss; `params` itself differentiates through everything). Returns (loss, (L_svgd, L_cons, L_kl))."""
+    num_particles, steps = args.n_particles, args.flow_steps
+    obs = jnp.repeat(states, num_particles, axis=0)
+    actions, chain = rldt.sample_actions(nets, constants_from, obs, draws["noise"], steps)
+    t = (draws["step"] / steps)[:, None]
+    x = chain[draws["step"], jnp.arange(obs.shape[0])]
+    queries = rldt.expected_target(nets, constants_from, obs, x, t)
+    grad_q = jax.grad(lambda a: rldt.q_values(nets, critic_params, obs, a).mean(axis=0).sum())(actions)
+    fields = []
+    for state in range(states.shape[0]):
+        rows = slice(state * num_particles, (state + 1) * num_particles)
+        temperature = args.svgd_temp * jnp.linalg.norm(grad_q[rows], axis=-1).mean()
+        fields.append(rldt.svgd_field(queries[rows], actions[rows], grad_q[rows], temperature)[0])
+    phi = jnp.concatenate(fields)
+    row_weights = jnp.repeat(state_weights, num_particles) / (num_particles * jnp.sum(state_weights))
+    v = nets.actor.apply(params, obs, x, t)
+    remaining = steps * (1 - t[:, 0])
+    svgd = -jnp.sum(row_weights * jnp.sum(v * phi, axis=-1) / remaining)
+    landing_error = jnp.sum((x + (1 - t) * v - actions) ** 2, axis=-1)
+    consistency = args.consistency_coef * jnp.sum(row_weights * landing_error / remaining**2)
+    t_old = (draws["teacher_step"] / steps)[:, None]
+    x_old = (1 - t_old) * draws["teacher_noise"] + t_old * actions
+    v_gap = nets.actor.apply(params, obs, x_old, t_old) - nets.actor.apply(old_params, obs, x_old, t_old)
+    kl = args.kl_coef * jnp.sum(row_weights * jnp.sum(v_gap**2, axis=-1))
+    return svgd + consistency + kl, (svgd, consistency, kl)
 
 
 # The SVGD field
@@ -86,10 +167,24 @@ def test_with_zero_critic_gradient_the_field_only_pushes_queries_away_from_the_p
     k = np.exp(-sq / (2 * h[:, None]))
     expected = ((np.array(queries) * k.sum(1, keepdims=True)) - k @ np.array(particles)) / h[:, None] / 3
     np.testing.assert_allclose(phi, expected, rtol=1e-5)
-    # Inside the actor step the temperature is svgd_temp * mean |grad Q|: a flat critic gives no field at all.
-    args, nets, actor, old_actor, critic, states, draws, targets_fn = setup
-    flat = jax.tree.map(jnp.zeros_like, critic)
-    np.testing.assert_array_equal(targets_fn(actor, old_actor, flat, states, draws)["field"], 0.0)
+    # Inside the actor step the temperature is svgd_temp * mean_j |grad Q(s, a_j)| of each state: a flat critic gives
+    # no field at all, so L_svgd = -mean <v, phi> / (K (1 - t)) is exactly 0 ...
+    args, nets, actor, old_actor, critic, states, draws, _ = setup
+    args = dataclasses.replace(args, svgd_temp=5.0)
+
+    def svgd_loss(args):
+        def loss(critic):
+            return rldt.actor_loss(actor, old_actor, critic, states, jnp.ones(3), draws, nets, args)[1]["svgd_loss"]
+
+        return jax.jit(loss)
+
+    with_temperature, without_repulsion = svgd_loss(args), svgd_loss(dataclasses.replace(args, svgd_temp=0.0))
+    assert float(with_temperature(jax.tree.map(jnp.zeros_like, critic))) == 0.0
+    # ... and a critic scaled by 10 scales the whole field by 10, repulsion included (the temperature follows |grad Q|),
+    # where the repulsion is a sizeable part of the field: a fixed temperature would not scale with the critic.
+    loss, repulsion = float(with_temperature(critic)), float(with_temperature(critic) - without_repulsion(critic))
+    assert abs(repulsion) > 0.3 * abs(loss)
+    assert float(with_temperature(scale_critic(critic, 10.0))) == pytest.approx(10 * loss, rel=1e-5)
 
 
 def test_with_temperature_zero_the_field_is_the_kernel_weighted_gradient():
@@ -141,32 +236,144 @@ def test_expected_target_at_the_last_step_is_the_euler_endpoint(setup):
 
 
 def test_actor_loss_gradient_flows_only_through_the_two_velocity_calls(setup):
-    args, nets, actor, old_actor, critic, states, draws, targets_fn = setup
-    rows = jnp.ones(3 * args.n_particles)
+    args, nets, actor, old_actor, critic, states, draws, _ = setup
+    # Weights under which each term's gradient counts (a random network lands almost exactly where its chain ends, so
+    # L_cons needs a large coefficient), a repulsion that counts, and a masked-out state (sparse rewards).
+    args = dataclasses.replace(args, svgd_temp=5.0, consistency_coef=500.0)
+    critic = scale_critic(critic, 1000.0)
+    weights = jnp.array([1.0, 0.0, 1.0])
 
     @jax.jit
-    def gradients(actor, old_actor, critic, constants):
+    def gradients(actor, old_actor, critic):
         full = jax.grad(rldt.actor_loss, argnums=(0, 1, 2), has_aux=True)
-        full = full(actor, old_actor, critic, states, jnp.ones(3), draws, nets, args)[0]
-        local = jax.grad(lambda p: rldt.actor_loss_from_targets(p, constants, rows, nets, args)[0])(actor)
+        grads, info = full(actor, old_actor, critic, states, weights, draws, nets, args)
+        frozen = jax.lax.stop_gradient(actor)
 
-        def through_everything(p):
-            return rldt.actor_loss_from_targets(
-                p, rldt.actor_targets(p, old_actor, critic, states, draws, nets, args)[0], rows, nets, args
-            )[0]
+        def reference(p, constants_from):
+            return reference_actor_loss(p, constants_from, old_actor, critic, states, weights, draws, nets, args)
 
-        return full, local, jax.grad(through_everything)(actor)
+        local, parts = jax.grad(lambda p: reference(p, frozen), has_aux=True)(actor)
+        term_norms = [optax.tree.norm(jax.grad(lambda p, i=i: reference(p, frozen)[1][i])(actor)) for i in range(3)]
+        through = jax.grad(lambda p: reference(p, p)[0])(actor)
+        return grads, info, local, parts, term_norms, through
 
-    (actor_grads, old_grads, critic_grads), local, through = gradients(
-        actor, old_actor, critic, jax.tree.map(np.asarray, targets_fn(actor, old_actor, critic, states, draws))
-    )
+    grads, info, local, parts, term_norms, through = gradients(actor, old_actor, critic)
+    actor_grads, old_grads, critic_grads = grads
     assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves((old_grads, critic_grads)))
-    # The same gradient as the loss of v(x_k, t_k) and v(x', t') with everything else as plain constants ...
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), actor_grads, local)
+    # The loss and its gradient are those of the docs' three terms through v(x_k, t_k) and v(x', t') alone, with the
+    # chain, the field and the previous policy as constants (a sign, a scale or a weight off would show) ...
+    for name, value in zip(("svgd_loss", "consistency_loss", "kl_loss"), parts, strict=True):
+        assert float(info[name]) == pytest.approx(float(value), rel=1e-5), name
+    assert min(term_norms) > 0.2 * max(term_norms)  # each term's gradient counts
+    for ours, reference in zip(jax.tree.leaves(actor_grads), jax.tree.leaves(local), strict=True):
+        assert float(jnp.linalg.norm(ours - reference)) <= 1e-5 * float(jnp.linalg.norm(reference)) + 1e-12
     # ... whereas differentiating through the chain and the field as well would change it.
     assert any(
         not np.allclose(a, b) for a, b in zip(jax.tree.leaves(actor_grads), jax.tree.leaves(through), strict=True)
     )
+
+
+def test_one_actor_step_moves_the_policy_along_the_field():
+    # A critic whose gradient is g everywhere, no repulsion and only L_svgd: the field is a positive multiple of g at
+    # every query, so one gradient step must raise g . a for the expected targets and the generated actions alike.
+    args, _, actor, old_actor, _, states, draws, _ = small_setup()
+    args = dataclasses.replace(args, critic_hidden_dims=(1,), svgd_temp=0.0, consistency_coef=0.0, kl_coef=0.0)
+    nets = rldt.make_networks(args, ACTION_DIM)
+    g = jnp.array([0.5, -1.0, 0.25, 0.75])
+    critic = nearly_linear_critic(nets, OBS_DIM, jnp.stack([g, g]))
+    obs = jnp.repeat(states, args.n_particles, axis=0)
+    t = (draws["step"] / args.flow_steps)[:, None]
+
+    @jax.jit
+    def step_and_moves(actor):
+        grads, info = jax.grad(rldt.actor_loss, has_aux=True)(
+            actor, old_actor, critic, states, jnp.ones(3), draws, nets, args
+        )
+        stepped = jax.tree.map(lambda p, d: p - 1e-2 * d, actor, grads)
+        actions, chain = rldt.sample_actions(nets, actor, obs, draws["noise"], args.flow_steps)
+        x = chain[draws["step"], jnp.arange(obs.shape[0])]
+        new_actions = rldt.sample_actions(nets, stepped, obs, draws["noise"], args.flow_steps)[0]
+        expected_move = rldt.expected_target(nets, stepped, obs, x, t) - rldt.expected_target(nets, actor, obs, x, t)
+        return info, (new_actions - actions) @ g, expected_move @ g
+
+    info, action_moves, expected_moves = step_and_moves(actor)
+    assert float(info["grad_q_norm"]) == pytest.approx(float(jnp.linalg.norm(g)), rel=1e-5)
+    assert float(jnp.mean(expected_moves)) > 0 and float(jnp.mean(action_moves)) > 0
+    assert float(jnp.mean(action_moves > 0)) >= 0.75  # nearly every generated action, not only on average
+
+
+def test_actor_losses_by_hand_on_a_one_dimensional_linear_flow():
+    # D = 1, K = 2, one state with P = 2 particles. The velocity network is made linear, v(x) = -x (one ReLU unit kept
+    # in its linear range: v = -(x + 10) + 10), the previous policy's v_old(x) = -x / 2, and both critics
+    # Q(s, a) = 3 silu(a + 20) ~ 3 a + 60, so grad_a Q = 3 everywhere.
+    args = dataclasses.replace(
+        rldt.Args(),
+        horizon=1,
+        flow_steps=2,
+        n_particles=2,
+        actor_hidden_dims=(1, 1, 1),
+        critic_hidden_dims=(1,),
+        time_dim=4,
+        actor_activation="relu",
+        consistency_coef=0.5,
+        kl_coef=0.2,
+    )
+    nets = rldt.make_networks(args, 1)
+    template = jax.eval_shape(lambda: rldt.init_actor(jax.random.PRNGKey(0), nets, 1))
+    x_row = np.zeros((1 + 4 + 1, 1), np.float32)  # the first layer's inputs: [x, time embedding (4), s]
+    x_row[0] = 1.0
+
+    def linear_velocity(slope):
+        leaves = {("Dense_2", "kernel"): x_row, ("Dense_2", "bias"): 10.0}
+        return with_leaves(template, leaves | {("Dense_5", "kernel"): slope, ("Dense_5", "bias"): -10.0 * slope})
+
+    critic = nearly_linear_critic(nets, 1, [[3.0], [3.0]])
+    draws = {  # chains from x0 = 2 and -4; rows at steps k = 0 and 1; trust-region points at t' = 1/2 and 0
+        "noise": jnp.array([[2.0], [-4.0]]),
+        "step": jnp.array([0, 1]),
+        "teacher_step": jnp.array([1, 0]),
+        "teacher_noise": jnp.array([[1.0], [2.0]]),
+    }
+
+    def losses(svgd_type, svgd_temp=0.0):
+        run_args = dataclasses.replace(args, svgd_type=svgd_type, svgd_temp=svgd_temp)
+        loss = rldt.actor_loss(
+            linear_velocity(-1.0), linear_velocity(-0.5), critic, jnp.zeros((1, 1)), jnp.ones(1), draws, nets, run_args
+        )
+        return {k: float(v) for k, v in loss[1].items()}
+
+    # Chains: 2 -> 1 -> 1/2 and -4 -> -2 -> -1, so a = (1/2, -1); the rows' points x = (2, -2) at t = (0, 1/2), where
+    # v = (-2, 2) and E[a | x] = x + (1 - t) v = (0, -1).
+    # L_cons = c mean |E[a | x] - a|^2 / (K (1 - t))^2 = 0.5 * ((1/2)^2 / 2^2 + 0) / 2 = 1/64.
+    # L_kl: x' = (1 - t') z + t' a = (1/2 + 1/4, 2); v - v_old = -x' / 2; 0.2 * ((3/8)^2 + 1) / 2 = 0.1140625.
+    # delta: phi = grad Q(E[a | x]) = 3, so L_svgd = -mean(v phi / (K (1 - t))) = -(-6 / 2 + 6 / 1) / 2 = -3/2.
+    delta = losses("delta")
+    assert delta["consistency_loss"] == pytest.approx(1 / 64, rel=1e-5)
+    assert delta["kl_loss"] == pytest.approx(0.1140625, rel=1e-5)
+    assert delta["svgd_loss"] == pytest.approx(-1.5, rel=1e-5)
+    assert delta["actor_loss"] == pytest.approx(-1.5 + 1 / 64 + 0.1140625, rel=1e-5)
+    assert delta["grad_q_norm"] == pytest.approx(3.0, rel=1e-5)
+    # normal, queries E[a | x] = (0, -1), particles a = (1/2, -1), g_j = 3, temperature alpha = svgd_temp * mean |g| = 3 s.
+    # Query 0: distances^2 (1/4, 1), lower median 1/4, h = (1/4) / (2 log 3): kernel (1/3, 1/81);
+    #   phi_0 = [3 (1/3 + 1/81) + alpha ((0 - 1/2) / 3 + (0 + 1) / 81) / h] / 2 = [28/27 - alpha (100/81) log 3] / 2.
+    # Query 1 sits on particle 1: the median 0 is clamped to 1e-8, kernel (0, 1), phi_1 = 3 / 2, no repulsion.
+    # L_svgd = -(-2 phi_0 / 2 + 2 phi_1 / 1) / 2 = (phi_0 - 3) / 2.
+    for svgd_temp in (0.0, 0.1):
+        alpha = svgd_temp * 3.0
+        phi_0 = (28 / 27 - alpha * 100 / 81 * math.log(3)) / 2
+        normal = losses("normal", svgd_temp)
+        assert normal["svgd_loss"] == pytest.approx((phi_0 - 3) / 2, rel=1e-5), svgd_temp
+        assert normal["consistency_loss"] == pytest.approx(1 / 64, rel=1e-5)
+        assert normal["action_sample_distance"] == pytest.approx(0.75, rel=1e-5)  # |1/2 + 1| over 4 pairs, 2 of them 0
+        assert normal["phi_norm"] == pytest.approx((abs(phi_0) + 3 / 2) / 2, rel=1e-5)
+        # Repulsion against attraction, for the state: |alpha (100/81) log 3 / 2| / |(28/27 / 2, 3/2)|.
+        ratio = alpha * 100 / 81 * math.log(3) / 2 / math.hypot(28 / 27 / 2, 3 / 2)
+        assert normal["repulsion_ratio"] == pytest.approx(ratio, rel=1e-5, abs=1e-7)
+    assert delta["phi_norm"] == pytest.approx(3.0, rel=1e-5)
+    # none: no field, so no alignment loss; the consistency and trust-region losses are those of the other types.
+    none = losses("none")
+    assert none["svgd_loss"] == 0 and none["phi_norm"] == 0
+    assert none["actor_loss"] == pytest.approx(1 / 64 + 0.1140625, rel=1e-5)
 
 
 def test_delta_ablation_uses_the_critic_gradient_at_the_expected_target():
@@ -222,6 +429,32 @@ def test_td_lambda_targets_on_a_hand_made_trajectory():
     # G_3 = 4; G_2 = 3 + 0.5 (0.5 * 40 + 0.5 * 4) = 14; G_1 = 2; G_0 = 1 + 0.5 (0.5 * 20 + 0.5 * 2) = 6.5
     # row 1: G_3 = 4 + 0.5 * 50 = 29; G_2 = 3 + 0.5 (20 + 14.5) = 20.25; G_1 = 2 + 0.5 (15 + 10.125); G_0 likewise
     np.testing.assert_allclose(mixed, [[6.5, 2.0, 14.0, 4.0], [9.640625, 14.5625, 20.25, 29.0]])
+    # lambda = 0.3 weighs V(s_{t+1}) by 0.7 and G_{t+1} by 0.3 (lambda = 0.5 cannot tell the two apart):
+    # row 0: G_2 = 3 + 0.5 (0.7 * 40 + 0.3 * 4) = 17.6; G_0 = 1 + 0.5 (0.7 * 20 + 0.3 * 2) = 8.3
+    # row 1: G_3 = 29; G_2 = 3 + 0.5 (28 + 8.7) = 21.35; G_1 = 2 + 0.5 (21 + 6.405) = 15.7025;
+    #        G_0 = 1 + 0.5 (14 + 4.71075) = 10.355375
+    weighted = rldt.td_lambda_targets(rewards, dones, values, 0.5, 0.3)
+    np.testing.assert_allclose(weighted, [[8.3, 2.0, 17.6, 4.0], [10.355375, 15.7025, 21.35, 29.0]], rtol=1e-6)
+
+
+def test_critic_targets_take_the_min_over_target_critics_then_the_mean_over_bootstrap_actions_then_clip():
+    args = dataclasses.replace(rldt.Args(), horizon=1, critic_hidden_dims=(1,), discount=0.9, td_lambda=0.3)
+    nets = rldt.make_networks(args, 1)
+    # Target critics Q_1 = a and Q_2 = -a (up to 1e-6), so min_i Q_i(s, a) = -|a|.
+    target = nearly_linear_critic(nets, 1, [[1.0], [-1.0]], offsets=(-20.0, -20.0))
+    batch = {
+        "states": jnp.zeros((2, 3, 1)),  # 2 segments of 2 steps, and the state after the last step
+        "rewards": jnp.array([[1.0, 2.0], [0.5, -1.0]]),
+        "dones": jnp.array([[0.0, 0.0], [1.0, 0.0]]),
+    }
+    # Two bootstrap actions for each of the 6 states (segment-major, as the states are flattened).
+    bootstrap = jnp.array([[1.0, 2.0, -0.5, 0.2, -4.0, 1.0], [-3.0, 0.5, 0.25, 0.2, 2.0, -1.0]])[..., None]
+    # mean_m min_i: segment 0: (-2, -1.25, -0.375); segment 1: (-0.2, -3, -1); clipped to [-1.5, -0.5]:
+    # V = (-1.5, -1.25, -0.5) and (-0.5, -1.5, -1).
+    # Segment 0: G_1 = 2 + 0.9 (-0.5) = 1.55; G_0 = 1 + 0.9 (0.7 (-1.25) + 0.3 * 1.55) = 0.631.
+    # Segment 1: G_1 = -1 + 0.9 (-1) = -1.9; G_0 = 0.5 (done).
+    targets = rldt.critic_targets(nets, target, batch, bootstrap, args, clip=(-1.5, -0.5))
+    np.testing.assert_allclose(targets, [[0.631, 1.55], [0.5, -1.9]], rtol=1e-5, atol=1e-5)
 
 
 class CountingEnv(gym.Env):
@@ -242,21 +475,21 @@ class CountingEnv(gym.Env):
 def test_chunks_stop_at_the_end_of_the_episode_sum_rewards_and_count_truncation_as_done():
     identity = {"obs_min": -np.ones(1), "obs_max": np.ones(1), "action_min": -np.ones(1), "action_max": np.ones(1)}
     envs = gym.vector.SyncVectorEnv(
-        [lambda: rldt.ActionChunk(CountingEnv(), 4, identity, False)], autoreset_mode=gym.vector.AutoresetMode.DISABLED
+        [lambda: rldt.ActionChunk(gym.wrappers.RecordEpisodeStatistics(CountingEnv()), 4, identity)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
     obs = envs.reset(seed=0)[0]
-    tracker = {"return": np.zeros(1), "length": np.zeros(1, int), "success": np.zeros(1, bool)}
 
     class Progress:
         def update(self, n):
             pass
 
     policy = lambda params, obs, key: np.zeros((1, 4))  # noqa: E731
-    segments, _, finished = rldt.collect(envs, obs, tracker, policy, None, jax.random.PRNGKey(0), 3, Progress())
+    segments, _, finished = rldt.collect(envs, obs, policy, None, jax.random.PRNGKey(0), 3, Progress())
     np.testing.assert_allclose(segments["rewards"], [[1 + 2 + 3 + 4, 5 + 6, 1 + 2 + 3 + 4]])
     np.testing.assert_array_equal(segments["dones"], [[0, 1, 0]])  # the truncation after 2 of 4 actions is done
     np.testing.assert_allclose(segments["states"][0, :, 0], [0, 4, 0, 4], atol=1e-5)  # reset after the truncation
-    assert finished == [(21.0, 6, False)]
+    assert finished == [(21.0, 6)]
 
 
 # Host-side bookkeeping
@@ -443,21 +676,39 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_parameters(tmp_pat
     assert os.path.getsize(model) > 0 and not glob.glob(str(tmp_path / "runs" / "*" / "*.tmp"))
 
 
-def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch):
-    import minari
+def test_ctrl_c_ends_with_one_line_and_the_run_resumes_to_the_end(tmp_path, run_env):
+    flags = [*TINY, "--steps-per-iteration", "8", "--iterations", "3", "--checkpoint-every", "1"]
+    command = [sys.executable, os.path.join(ROOT, "rldt.py"), *flags]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 600
+    while not glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.json")) and time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert line.endswith(f"continue the run with: python rldt.py --resume {os.path.relpath(run_dir, tmp_path)}"), line
+    assert not glob.glob(os.path.join(run_dir, "*.tmp"))
+    resumed = run_rldt(tmp_path, run_env, "--resume", os.path.relpath(run_dir, tmp_path))
+    assert "Hopper-v5: final return" in resumed.stdout
+    assert len(scalars(run_dir)["eval/episodic_return"]) == 4  # before fine-tuning and after each iteration
 
-    def unavailable(dataset_id, download=False):
-        raise ConnectionError("no internet") if download else FileNotFoundError(dataset_id)
 
-    monkeypatch.setattr(minari, "load_dataset", unavailable)
-    monkeypatch.setenv("MINARI_DATASETS_PATH", "/nowhere")
+def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(rldt, "download", lambda fetch, host: "this machine is offline")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    task = rldt.resolve_task("walker2d", None)
     with pytest.raises(SystemExit) as stop:
-        rldt.minari_dataset("mujoco/walker2d/medium-v0")
+        rldt.load_episodes(task, rldt.Args(), 17, 6)
+    folder = tmp_path / "mujoco" / "walker2d" / "medium-v0"
     assert str(stop.value).splitlines() == [
-        "error: Minari dataset mujoco/walker2d/medium-v0 is not on this machine (looked in /nowhere) and could not be "
-        "downloaded (ConnectionError: no internet). Make it here with:",
-        "  python benchmark/train_expert.py --env-id Walker2d-v5",
-        "  python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
+        f"error: Minari dataset mujoco/walker2d/medium-v0 ({folder}) is not on this machine (this machine is offline)",
+        "  make it here with: python benchmark/train_expert.py --env-id Walker2d-v5",
+        "  then: python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
     ]
 
 

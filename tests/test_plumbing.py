@@ -1,0 +1,33 @@
+"""The run plumbing (flag and file checks, saving and loading, checkpoints, the run folder, the NaN stop, Ctrl-C) is one
+text, copied into every algorithm file after its story: a fix made in one copy and forgotten in another fails here."""
+
+import difflib
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BANNER = "# RUN PLUMBING: the same in every script; nothing here changes the numbers\n"
+FILES = ["fql.py", "fino.py", "rldt.py", "fm_irl.py"]  # every algorithm file that carries the section
+
+
+def plumbing_section(name: str) -> str:
+    with open(os.path.join(ROOT, name)) as f:
+        text = f.read()
+    assert text.count(BANNER) == 1, f"{name}: the banner must appear exactly once"
+    return BANNER + text.split(BANNER)[1]
+
+
+def test_every_algorithm_file_carries_the_same_plumbing_section():
+    reference = plumbing_section(FILES[0])
+    for name in FILES[1:]:
+        diff = "".join(
+            difflib.unified_diff(reference.splitlines(True), plumbing_section(name).splitlines(True), FILES[0], name)
+        )
+        assert not diff, f"the plumbing of {name} differs from that of {FILES[0]}; make them the same:\n{diff}"
+
+
+def test_the_section_ends_the_file_and_holds_no_method_code():
+    """The story ends at the banner: after it, only plumbing and the `__main__` call of the story's `main`."""
+    section = plumbing_section(FILES[0])
+    assert section.rstrip().endswith('if __name__ == "__main__":\n    main(tyro.cli(Args))')
+    for method_word in ("jax.grad", "optax.", "lax.scan"):
+        assert method_word not in section, method_word
