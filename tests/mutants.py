@@ -33,7 +33,7 @@ class Mutant(NamedTuple):
 
 # fmt: off
 # ---- FQL ------------------------------------------------------------------------------------------------------------
-FQL_VALUES = "tests/test_fql_golden.py"  # the official code's values: catches any change of a number (about 20 s)
+FQL_VALUES = "tests/test_fql_golden.py"  # the official code's values: any changed number fails it
 FQL_GRADIENTS = "tests/test_fql.py::test_actor_loss_gives_no_gradient_to_the_critic_and_critic_loss_none_to_the_policies"
 FQL_GRADIENTS += " tests/test_fql.py::test_distillation_and_q_terms_give_exactly_zero_gradient_to_the_bc_flow"
 FQL = [
