@@ -824,7 +824,7 @@ def check_rendering(args) -> None:
     MuJoCo that renders without a window. MuJoCo reads MUJOCO_GL, its OpenGL backend, once, when it is first imported
     (the scripts import it no earlier than here); if the user has not set it, egl: it needs no display."""
     if args.video_episodes > args.eval_episodes:
-        why = f"records the first --video-episodes ({args.video_episodes}) episodes of each evaluation; give as many"
+        why = f"--capture-video records the first --video-episodes ({args.video_episodes}) of them; give as many"
         fail("eval_episodes", args.eval_episodes, why)
     folder = os.path.dirname(args.load_model or "") or "."
     if args.load_model and os.path.isdir(folder) and not os.access(folder, os.W_OK):
@@ -1011,7 +1011,9 @@ def save_videos(folder: str, name: str, videos: list, env, writer: SummaryWriter
     paths = []
     for episode, frames in enumerate(videos):
         stem = os.path.join(folder, "videos", f"{name}_{episode}")
-        iio.imwrite(f"{stem}.tmp.mp4", frames, fps=fps, macro_block_size=1)
+        with warnings.catch_warnings():  # JAX warns of any fork; ffmpeg's fork runs no Python before its exec
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            iio.imwrite(f"{stem}.tmp.mp4", frames, fps=fps, macro_block_size=1)
         os.replace(f"{stem}.tmp.mp4", f"{stem}.mp4")
         paths.append(f"{stem}.mp4")
     if writer is not None:
