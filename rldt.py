@@ -6,23 +6,24 @@ One run has two phases. Pretraining: flow-matching behaviour cloning of an actio
 (skipped with --pretrained). Fine-tuning: each iteration collects `--steps-per-iteration` action chunks in each of
 `--num-envs` environments, trains a twin critic by TD(lambda) on the trajectory segments (16 rounds of 32 steps), and
 after each round moves the policy's action density along an SVGD field built from the critic's action-gradients (2
-actor steps), with a consistency term and a trust region toward the previous iteration's policy.
-
-Logged x-axis: gradient steps while pretraining, then (pretraining steps + environment steps) while fine-tuning.
-Resume (--resume RUN_DIR) restores everything except the simulator state of episodes in progress. Locomotion episodes
-run across iterations, so a resumed run restarts them from a reset and its numbers drift from the uninterrupted run's;
-manipulation episodes end with each iteration, so a resumed run gives exactly the uninterrupted run's numbers.
+actor steps), with a consistency term and a trust region toward the previous iteration's policy. Logged x-axis:
+gradient steps while pretraining, then (pretraining steps + environment steps) while fine-tuning.
 """
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
 import random
 import re
+import shlex
+import signal
+import socket
 import sys
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, NamedTuple
@@ -100,8 +101,9 @@ class Args:
     """action chunk length H, executed open-loop (act_steps = horizon_steps in every RLDT config)"""
     flow_steps: int = 8
     """Euler steps K of the policy while fine-tuning"""
-    svgd_type: Literal["normal", "delta"] = "normal"
-    """`normal`: the SVGD field; `delta`: the critic gradient at the expected target alone (ablation: no kernel)"""
+    svgd_type: Literal["normal", "delta", "none"] = "normal"
+    """`normal`: the SVGD field; ablations: `delta`, the critic gradient at the expected target alone (no kernel);
+    `none`, no field at all (the consistency and trust-region losses alone: the drift without the critic)"""
     svgd_temp: float = 0.001
     """SVGD repulsion temperature, multiplied by the mean |grad_a Q| of each state; 0: no repulsion (ablation)"""
     n_particles: int = 8
@@ -162,6 +164,19 @@ class Args:
     """decay of the EMA of the pretrained weights (the EMA weights are fine-tuned)"""
 
 
+# The range of every number flag (None: the domain's default); check_args adds the checks between flags.
+FLAG_RULES = {
+    "count": "pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon flow_steps n_particles "
+    "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size",
+    "count_or_off": "iterations eval_episodes checkpoint_every critic_warmup_iterations actor_steps",
+    "positive": "actor_lr critic_lr q_init_std pretrain_lr",
+    "non_negative": "svgd_temp consistency_coef kl_coef pretrain_weight_decay pretrain_min_lr",
+    "fraction": "tau discount td_lambda new_fraction ema_decay",
+    "finite": "reward_scale",
+    "layers": "critic_hidden_dims actor_hidden_dims",
+}
+
+
 # Per-domain values of the official configs: `gym` from cfg/gym/{pretrain,finetune}/<task>, `robomimic` from the
 # sparse-reward square config, which the OGBench manipulation tasks use (docs/rldt.md). Flags left unset take them.
 # fmt: off
@@ -198,6 +213,8 @@ LOCOMOTION = {
     "walker2d": ("Walker2d-v5", "mujoco/walker2d/medium-v0"),
     "halfcheetah": ("HalfCheetah-v5", "mujoco/halfcheetah/medium-v0"),
 }
+# The Minari datasets benchmark/make_dataset.py makes offline, from an expert that benchmark/train_expert.py trains.
+MINARI_EXPERTS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5", "ant": "Ant-v5"}
 # OGBench manipulation, the stand-in for Robomimic: default task, episode length, demonstration noise to suggest.
 MANIPULATION = {
     "cube-single": (2, 200, 0.3),
@@ -213,11 +230,6 @@ class Task(NamedTuple):
     domain: str  # key of DOMAINS
     episode_steps: int  # time limit (manipulation), 0 if unknown
     demo_noise: float  # manipulation: the noise of the suggested make_dataset command
-
-
-def fail(flag: str, value, why: str):
-    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
-    sys.exit(2)
 
 
 def resolve_task(env_id: str, dataset_id: str | None) -> Task:
@@ -244,74 +256,33 @@ def chunks_per_episode(task: Task, horizon: int) -> int:
 
 
 def check_args(args: Args) -> Task:
-    """Check every flag before anything slow: one `error:` line and exit status 2 on a bad value."""
+    """Every flag, before anything slow: the table above, then what depends on two flags or on the task."""
+    check_flags(args, FLAG_RULES)
     task = resolve_task(args.env_id, args.dataset_id)
-    rules = [  # (flags, test, what is wrong otherwise); None means "the domain's default"
-        (
-            "pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon flow_steps n_particles "
-            "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size",
-            lambda v: v >= 1,
-            "must be positive; give an integer >= 1",
-        ),
-        (
-            "iterations eval_episodes checkpoint_every critic_warmup_iterations actor_steps",
-            lambda v: v >= 0,
-            "must not be negative; give an integer >= 0",
-        ),
-        ("actor_lr critic_lr q_init_std pretrain_lr", lambda v: v > 0, "must be positive; give a finite number > 0"),
-        (
-            "svgd_temp consistency_coef kl_coef pretrain_weight_decay pretrain_min_lr",
-            lambda v: v >= 0,
-            "must be a finite number >= 0",
-        ),
-        ("tau discount td_lambda new_fraction ema_decay", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-    ]
-    for names, ok, why in rules:
-        for name in names.split():
-            value = getattr(args, name)
-            if value is not None and not (math.isfinite(value) and ok(value)):
-                fail(name.replace("_", "-"), value, why)
     if args.pretrain_min_lr is not None and args.pretrain_lr is not None and args.pretrain_min_lr > args.pretrain_lr:
-        fail("pretrain-min-lr", args.pretrain_min_lr, f"must not exceed --pretrain-lr {args.pretrain_lr}")
-    if args.reward_scale is not None and not (math.isfinite(args.reward_scale) and args.reward_scale != 0):
-        fail("reward-scale", args.reward_scale, "must be a finite non-zero number (negative: EMA scaling)")
+        fail("pretrain_min_lr", args.pretrain_min_lr, f"must not exceed --pretrain-lr {args.pretrain_lr}")
+    if args.reward_scale == 0:
+        fail("reward_scale", args.reward_scale, "must be a finite non-zero number (negative: EMA scaling)")
     if not 0 <= args.min_extrp_step < args.flow_steps:
-        fail("min-extrp-step", args.min_extrp_step, f"must be in [0, {args.flow_steps - 1}] (below --flow-steps)")
-    for name in ("critic_steps", "actor_steps"):
-        if getattr(args, name) % args.critic_rounds:
-            fail(
-                name.replace("_", "-"),
-                getattr(args, name),
-                f"must be a multiple of --critic-rounds {args.critic_rounds}",
-            )
+        fail("min_extrp_step", args.min_extrp_step, f"must be in [0, {args.flow_steps - 1}] (below --flow-steps)")
+    for flag in ("critic_steps", "actor_steps"):
+        if getattr(args, flag) % args.critic_rounds:
+            fail(flag, getattr(args, flag), f"must be a multiple of --critic-rounds {args.critic_rounds}")
     if args.time_dim is not None and (args.time_dim < 4 or args.time_dim % 2):
-        fail("time-dim", args.time_dim, "must be even and >= 4")
-    dims = args.actor_hidden_dims
-    if dims is not None and (len(dims) % 2 == 0 or len(set(dims)) != 1 or min(dims) < 1):
-        fail(
-            "actor-hidden-dims",
-            " ".join(map(str, dims)),
-            "give an odd number of equal positive sizes, e.g. 512 512 512",
-        )
-    if not args.critic_hidden_dims or min(args.critic_hidden_dims) < 1:
-        fail("critic-hidden-dims", " ".join(map(str, args.critic_hidden_dims)), "give positive layer sizes")
-    if task.domain == "robomimic" and args.steps_per_iteration is not None:
-        episode = chunks_per_episode(task, args.horizon)
-        if args.steps_per_iteration % episode:
-            fail(
-                "steps-per-iteration",
-                args.steps_per_iteration,
-                f"must be a multiple of the {episode} chunks of one {task.env_id} episode (episodes end with each iteration)",
-            )
+        fail("time_dim", args.time_dim, "must be even and >= 4")
+    if (dims := args.actor_hidden_dims) is not None and (len(dims) % 2 == 0 or len(set(dims)) > 1):
+        fail("actor_hidden_dims", dims, "give an odd number of equal positive sizes, e.g. 512 512 512")
+    episode = chunks_per_episode(task, args.horizon)
+    if task.domain == "robomimic" and args.steps_per_iteration is not None and args.steps_per_iteration % episode:
+        why = f"must be a multiple of the {episode} chunks of one {task.env_id} episode (episodes end with each iteration)"
+        fail("steps_per_iteration", args.steps_per_iteration, why)
     # Each critic trains on every other segment of a batch, which must therefore hold at least two.
     if task.domain == "robomimic" and args.num_envs is not None:
-        episodes = (args.steps_per_iteration or 0) // chunks_per_episode(task, args.horizon) or 2
-        if args.num_envs * episodes < 4:
-            fail(
-                "num-envs", args.num_envs, f"gives {args.num_envs * episodes} episodes per iteration; at least 4 needed"
-            )
+        episodes = args.num_envs * ((args.steps_per_iteration or 0) // episode or 2)
+        if episodes < 4:
+            fail("num_envs", args.num_envs, f"gives {episodes} episodes per iteration; at least 4 needed")
     elif args.num_envs is not None and args.num_envs < 2:
-        fail("num-envs", args.num_envs, "each critic needs its own segments; give at least 2")
+        fail("num_envs", args.num_envs, "each critic needs its own segments; give at least 2")
     return task
 
 
@@ -330,131 +301,52 @@ def apply_domain_defaults(args: Args, task: Task) -> Args:
 
 
 # Data: windows of `horizon` consecutive actions inside an episode, with min-max normalisation to [-1, 1] (DPPO's).
-def normalizer_from(observations: np.ndarray, actions: np.ndarray) -> dict:
-    return {
-        "obs_min": observations.min(0),
-        "obs_max": observations.max(0),
-        "action_min": actions.min(0),
-        "action_max": actions.max(0),
-    }
-
-
-def normalize_obs(obs, normalizer: dict):
-    return 2 * ((obs - normalizer["obs_min"]) / (normalizer["obs_max"] - normalizer["obs_min"] + 1e-6) - 0.5)
-
-
-def normalize_actions(actions, normalizer: dict):
-    return 2 * (
-        (actions - normalizer["action_min"]) / (normalizer["action_max"] - normalizer["action_min"] + 1e-6) - 0.5
-    )
+def normalize(values, normalizer: dict, name: str):
+    low, high = normalizer[f"{name}_min"], normalizer[f"{name}_max"]
+    return 2 * ((values - low) / (high - low + 1e-6) - 0.5)
 
 
 def unnormalize_actions(actions, normalizer: dict):
     return (actions + 1) / 2 * (normalizer["action_max"] - normalizer["action_min"]) + normalizer["action_min"]
 
 
-def minari_dataset(dataset_id: str):
-    """Load a Minari dataset from this machine, else download it, else stop with the command that makes it."""
-    import minari
-
-    try:
-        return minari.load_dataset(dataset_id)
-    except Exception:
-        pass
-    try:
-        return minari.load_dataset(dataset_id, download=True)
-    except Exception as error:
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:160]
-        folder = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
-        parts = dataset_id.split("/")
-        name = parts[1] if len(parts) > 2 else dataset_id
-        env_name = {"halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}.get(name, name.capitalize())
-        raise SystemExit(
-            f"error: Minari dataset {dataset_id} is not on this machine (looked in {folder}) and could not be "
-            f"downloaded ({reason}). Make it here with:\n"
-            f"  python benchmark/train_expert.py --env-id {env_name}-v5\n"
-            f"  python benchmark/make_dataset.py --dataset {dataset_id}"
-        ) from None
-
-
-def load_episodes(task: Task, args: Args) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(observations, actions) of each episode of the task's dataset, with clear errors for a missing or bad file."""
+def load_episodes(task: Task, args: Args, obs_dim: int, action_dim: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(observations, actions) of each episode of the task's dataset, read in full and checked once: a Minari dataset
+    (locomotion) or a file of oracle demonstrations whose `terminals` mark each episode's last step (manipulation)."""
+    shapes = {"observations": (obs_dim,), "actions": (action_dim,)}
     if task.domain == "gym":
-        dataset = minari_dataset(task.dataset_id)
-        return [(ep.observations[:-1], ep.actions) for ep in dataset.iterate_episodes()]
+        parts = task.dataset_id.split("/")
+        remake = "  check --dataset-id, or download the dataset on a machine that is online"
+        if len(parts) == 3 and parts[1] in MINARI_EXPERTS and parts[2] in ("simple-v0", "medium-v0", "expert-v0"):
+            remake = f"  make it here with: python benchmark/train_expert.py --env-id {MINARI_EXPERTS[parts[1]]}\n"
+            remake += f"  then: python benchmark/make_dataset.py --dataset {task.dataset_id}"
+        episodes = read_minari(task.dataset_id, shapes, task.env_id, remake)
+        return [(episode.observations[:-1], episode.actions) for episode in episodes]
     path = os.path.join(os.path.expanduser(args.dataset_dir), f"{task.dataset_id}.npz")
-    make = f"  python benchmark/make_dataset.py --demos {task.env_id} --noise {task.demo_noise} --out-dir {args.dataset_dir}"
-    if not os.path.exists(path):
-        raise SystemExit(f"error: demonstration file not found: {path}\n{make}")
-    try:
-        with np.load(path) as file:
-            if missing := {"observations", "actions", "terminals"} - set(file.files):
-                raise SystemExit(f"error: demonstration file {path} lacks the keys {sorted(missing)}\n{make}")
-            observations, actions, terminals = file["observations"], file["actions"], file["terminals"]
-    except (OSError, ValueError, EOFError) as error:
-        raise SystemExit(f"error: demonstration file {path} cannot be read ({error})\n{make}") from None
-    ends = np.flatnonzero(terminals) + 1
-    return [
-        (o, a)
-        for o, a in zip(np.split(observations, ends)[: len(ends)], np.split(actions, ends)[: len(ends)], strict=True)
-    ]
+    make = f"python benchmark/make_dataset.py --demos {task.env_id} --noise {task.demo_noise}"
+    remake = f"  make it with: {make} --out-dir {args.dataset_dir}"
+    demos = read_npz(path, shapes | {"terminals": ()}, task.env_id, remake)
+    ends = np.flatnonzero(demos["terminals"]) + 1
+    split = lambda values: np.split(values, ends)[: len(ends)]  # noqa: E731
+    return list(zip(split(demos["observations"]), split(demos["actions"]), strict=True))
 
 
 def pretraining_data(episodes, horizon: int):
     """Normalised observations and actions of all episodes, and the start index of every full action window."""
     observations = np.concatenate([o for o, _ in episodes]).astype(np.float32)
     actions = np.concatenate([a for _, a in episodes]).astype(np.float32)
-    normalizer = normalizer_from(observations, actions)
+    normalizer = {"obs_min": observations.min(0), "obs_max": observations.max(0)}
+    normalizer |= {"action_min": actions.min(0), "action_max": actions.max(0)}
     starts, offset = [], 0
     for _, episode_actions in episodes:
         starts.append(offset + np.arange(max(len(episode_actions) - horizon + 1, 0)))
         offset += len(episode_actions)
     data = {
-        "observations": normalize_obs(observations, normalizer).astype(np.float32),
-        "actions": normalize_actions(actions, normalizer).astype(np.float32),
+        "observations": normalize(observations, normalizer, "obs").astype(np.float32),
+        "actions": normalize(actions, normalizer, "action").astype(np.float32),
         "starts": np.concatenate(starts).astype(np.int32),
     }
     return data, normalizer
-
-
-class ActionChunk(gym.Wrapper):
-    """Executes a chunk of `horizon` actions open-loop (DPPO's MultiStep): stops at the end of the episode, sums the
-    rewards, and speaks the policy's normalised observations and actions. With `success_reward` the reward of each step
-    is the task's success (0 or 1)."""
-
-    def __init__(self, env, horizon: int, normalizer: dict, success_reward: bool):
-        super().__init__(env)
-        self.normalizer, self.success_reward = normalizer, success_reward
-        action_dim = env.action_space.shape[0]
-        self.action_space = gym.spaces.Box(-np.inf, np.inf, (horizon, action_dim), np.float32)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        return normalize_obs(obs, self.normalizer).astype(np.float32), info
-
-    def step(self, chunk):
-        total_reward, steps, success = 0.0, 0, False
-        for action in chunk:
-            obs, reward, terminated, truncated, info = self.env.step(unnormalize_actions(action, self.normalizer))
-            success = success or bool(info.get("success", False))
-            total_reward += float(info["success"]) if self.success_reward else reward
-            steps += 1
-            if terminated or truncated:
-                break
-        info = dict(info, chunk_steps=steps, chunk_success=success)
-        return normalize_obs(obs, self.normalizer).astype(np.float32), total_reward, terminated, truncated, info
-
-
-def make_env(task: Task, horizon: int, normalizer: dict) -> gym.Env:
-    if task.domain == "robomimic":
-        import ogbench  # noqa: F401  (registers the OGBench environments)
-
-        # Robomimic episodes do not end at success; reward and success are computed after each action.
-        env = gym.make(task.env_id, terminate_at_goal=False, success_timing="post")
-    else:
-        env = gym.make(task.env_id)
-    return ActionChunk(env, horizon, normalizer, success_reward=task.domain == "robomimic")
 
 
 # ALGO LOGIC: networks and training state
@@ -632,7 +524,9 @@ def svgd_field(queries, particles, grad_q, temperature):
     attraction = kernel @ grad_q
     repulsion = (queries * kernel.sum(axis=-1, keepdims=True) - kernel @ particles) / bandwidth
     phi = (attraction + temperature * repulsion) / num
-    return phi, {"kernel_gradient": jnp.mean(sq_dist * kernel / bandwidth)}
+    # How much the repulsion counts against the attraction (a diagnostic: at the official temperature, very little).
+    ratio = jnp.linalg.norm(temperature * repulsion) / jnp.maximum(jnp.linalg.norm(attraction), 1e-12)
+    return phi, {"kernel_gradient": jnp.mean(sq_dist * kernel / bandwidth), "repulsion_ratio": ratio}
 
 
 def critic_action_gradient(nets: Networks, critic_params, observations, actions):
@@ -640,92 +534,81 @@ def critic_action_gradient(nets: Networks, critic_params, observations, actions)
     return jax.grad(lambda a: q_values(nets, critic_params, observations, a).mean(axis=0).sum())(actions)
 
 
-def actor_draws(key, num_rows: int, dim: int, flow_steps: int) -> dict:
-    """The random numbers of one actor step: the chains' noise, the step k of each row, and the trust-region point."""
-    noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
-    return {
-        "noise": jax.random.normal(noise_key, (num_rows, dim)),
-        "step": jax.random.randint(step_key, (num_rows,), 0, flow_steps),
-        "teacher_step": jax.random.randint(teacher_step_key, (num_rows,), 0, flow_steps),
-        "teacher_noise": jax.random.normal(teacher_noise_key, (num_rows, dim)),
-    }
-
-
-def actor_targets(params, old_params, critic_params, states, draws, nets: Networks, args: Args) -> tuple[dict, dict]:
-    """Everything the actor loss regresses toward, for states (N, obs_dim) with P particles each (rows = N * P): the
-    chain point x_k and its time t_k, the chain's endpoint a, the SVGD field phi at E[a | x_k], and the previous
-    policy's velocity v_old at a fresh point x' of the straight path from noise to a. All are constants of the loss."""
-    num_states, num_particles, steps = states.shape[0], args.n_particles, args.flow_steps
-    observations = jnp.repeat(states, num_particles, axis=0)
-    actions, chain = sample_actions(nets, params, observations, draws["noise"], steps)
-    t = (draws["step"] / steps)[:, None]
-    x = chain[draws["step"], jnp.arange(observations.shape[0])]
-    expected = expected_target(nets, params, observations, x, t)
-
-    # Particles and critic gradients at the final actions ("normal"), or the gradient at E[a | x_k] alone ("delta").
+def transport_field(nets: Networks, critic_params, observations, expected, actions, args: Args):
+    """phi, where each expected target q_i = E[a | x_k] should move, for rows grouped by state (P = n_particles rows
+    each): the SVGD field with the chains' endpoints a_j as particles, g_j = grad_a Q(s, a_j) and the adaptive
+    temperature alpha = svgd_temp * mean_j |g_j| (scale-free in Q); for the `delta` ablation, grad_a Q(s, q_i) alone;
+    for `none`, 0. Returns phi and the diagnostics."""
     particles = expected if args.svgd_type == "delta" else actions
     grad_q = critic_action_gradient(nets, critic_params, observations, particles)
-    per_state = lambda a: a.reshape(num_states, num_particles, -1)  # noqa: E731
+    per_state = lambda a: a.reshape(-1, args.n_particles, a.shape[-1])  # noqa: E731
     grad_norm = jnp.linalg.norm(per_state(grad_q), axis=-1)  # (N, P)
     pairwise = jnp.linalg.norm(per_state(particles)[:, :, None] - per_state(particles)[:, None], axis=-1)
     info = {"grad_q_norm": grad_norm.mean(), "action_sample_distance": pairwise.mean()}
     if args.svgd_type == "delta":
-        field, info["kernel_gradient"] = grad_q, jnp.zeros(())
-    else:
-        temperature = args.svgd_temp * jnp.clip(grad_norm.mean(axis=1), 0.0, 1e5)  # adaptive: scale-free in Q
-        field, field_info = jax.vmap(svgd_field)(
-            per_state(expected), per_state(particles), per_state(grad_q), temperature
-        )
-        field, info["kernel_gradient"] = field.reshape(grad_q.shape), field_info["kernel_gradient"].mean()
-
-    t_old = (draws["teacher_step"] / steps)[:, None]
-    x_old = (1 - t_old) * draws["teacher_noise"] + t_old * actions
-    v_old = nets.actor.apply(old_params, observations, x_old, t_old)
-    targets = dict(
-        observations=observations, x=x, t=t, actions=actions, field=field, x_old=x_old, t_old=t_old, v_old=v_old
-    )
-    return targets, info
+        return grad_q, info | {"kernel_gradient": jnp.zeros(()), "phi_norm": grad_norm.mean()}
+    if args.svgd_type == "none":
+        return jnp.zeros_like(grad_q), info | {"kernel_gradient": jnp.zeros(()), "phi_norm": jnp.zeros(())}
+    temperature = args.svgd_temp * jnp.clip(grad_norm.mean(axis=1), 0.0, 1e5)
+    phi, field_info = jax.vmap(svgd_field)(per_state(expected), per_state(particles), per_state(grad_q), temperature)
+    phi = phi.reshape(grad_q.shape)
+    field_info = {k: v.mean() for k, v in field_info.items()}
+    return phi, info | field_info | {"phi_norm": jnp.linalg.norm(phi, axis=-1).mean()}
 
 
-def actor_loss_from_targets(params, targets: dict, weights, nets: Networks, args: Args) -> tuple[jax.Array, dict]:
-    """The three losses, through the only two network calls that carry gradient: v(x_k, t_k) and v(x', t').
+def actor_loss(params, old_params, critic_params, states, state_weights, draws: dict, nets: Networks, args: Args):
+    """The actor loss of one step, for states (N, obs_dim) with P particles each (rows = N * P):
 
     L_svgd = -mean <v(x_k, t_k), phi> / (K (1 - t_k))     (moving E[a | x_k] by phi / K needs dv = phi / (K (1 - t_k)))
     L_cons = c mean |x_k + (1 - t_k) v(x_k, t_k) - a|^2 / (K (1 - t_k))^2
-    L_kl   = kl mean |v(x', t') - v_old(x', t')|^2
-    Sums over the chunk, weighted means over rows (`weights` 0 drops a row).
+    L_kl   = kl mean |v(x', t') - v_old(x', t')|^2,  x' = (1 - t') z' + t' a
+
+    x_k is step k of a chain of the current policy and a its endpoint; the chain, phi and the previous policy v_old are
+    constants: gradient flows only through the two calls v(x_k, t_k) and v(x', t'). The random draws: the chains'
+    noise, k per row, and t' = k' / K and z' of the trust-region point. Sums over the chunk, weighted means over rows;
+    `state_weights` (N,) are 0 for the states that the sparse-reward mask drops, 1 otherwise.
     """
+    frozen, old_params, critic_params = jax.lax.stop_gradient((params, old_params, critic_params))
+    observations = jnp.repeat(states, args.n_particles, axis=0)
+    weights = jnp.repeat(state_weights, args.n_particles)
+    # Constants: a chain of the current policy per row, its point x_k at step k and endpoint a, phi at E[a | x_k] ...
+    actions, chain = sample_actions(nets, frozen, observations, draws["noise"], args.flow_steps)
+    t = (draws["step"] / args.flow_steps)[:, None]
+    x = chain[draws["step"], jnp.arange(observations.shape[0])]
+    expected = expected_target(nets, frozen, observations, x, t)
+    phi, info = transport_field(nets, critic_params, observations, expected, actions, args)
+    # ... and the previous policy's velocity at x' = (1 - t') z' + t' a.
+    t_old = (draws["teacher_step"] / args.flow_steps)[:, None]
+    x_old = (1 - t_old) * draws["teacher_noise"] + t_old * actions
+    v_old = nets.actor.apply(old_params, observations, x_old, t_old)
 
     def weighted_mean(values):
         return jnp.sum(weights * values) / jnp.sum(weights)
 
-    x, t, obs = targets["x"], targets["t"], targets["observations"]
+    # The two calls that carry gradient: v(x_k, t_k) in L_svgd and L_cons, v(x', t') in L_kl.
+    v = nets.actor.apply(params, observations, x, t)
     scale = args.flow_steps * (1 - t[:, 0])
-    v = nets.actor.apply(params, obs, x, t)
-    svgd_loss = -weighted_mean(jnp.sum(v * targets["field"], axis=-1) / scale)
-    landing_error = jnp.sum((x + (1 - t) * v - targets["actions"]) ** 2, axis=-1)
+    svgd_loss = -weighted_mean(jnp.sum(v * phi, axis=-1) / scale)
+    landing_error = jnp.sum((x + (1 - t) * v - actions) ** 2, axis=-1)
     consistency_loss = args.consistency_coef * weighted_mean(landing_error / scale**2)
-    v_trust = nets.actor.apply(params, obs, targets["x_old"], targets["t_old"])
-    kl_loss = args.kl_coef * weighted_mean(jnp.sum((v_trust - targets["v_old"]) ** 2, axis=-1))
+    v_trust = nets.actor.apply(params, observations, x_old, t_old)
+    kl_loss = args.kl_coef * weighted_mean(jnp.sum((v_trust - v_old) ** 2, axis=-1))
     loss = svgd_loss + consistency_loss + kl_loss
-    return loss, dict(actor_loss=loss, svgd_loss=svgd_loss, consistency_loss=consistency_loss, kl_loss=kl_loss)
-
-
-def actor_loss(params, old_params, critic_params, states, state_weights, draws, nets: Networks, args: Args):
-    """The actor loss of one step: gradient flows only through the two calls of `actor_loss_from_targets`; the chain,
-    the field and the previous policy are computed from stopped parameters. `state_weights` (N,) are 0 for the
-    states that the sparse-reward mask drops, 1 otherwise."""
-    frozen = jax.tree.map(jax.lax.stop_gradient, (params, old_params, critic_params))
-    targets, info = actor_targets(*frozen, states, draws, nets, args)
-    weights = jnp.repeat(state_weights, args.n_particles)
-    loss, loss_info = actor_loss_from_targets(params, jax.lax.stop_gradient(targets), weights, nets, args)
-    return loss, info | loss_info
+    return loss, info | dict(actor_loss=loss, svgd_loss=svgd_loss, consistency_loss=consistency_loss, kl_loss=kl_loss)
 
 
 def actor_step(
     state: ActorState, old_params, critic_params, states, state_weights, key, nets: Networks, tx, args: Args
 ):
-    draws = actor_draws(key, states.shape[0] * args.n_particles, nets.actor.output_dim, args.flow_steps)
+    """One Adam step on the actor loss, with fresh draws."""
+    rows, dim = states.shape[0] * args.n_particles, nets.actor.output_dim
+    noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
+    draws = {
+        "noise": jax.random.normal(noise_key, (rows, dim)),
+        "step": jax.random.randint(step_key, (rows,), 0, args.flow_steps),
+        "teacher_step": jax.random.randint(teacher_step_key, (rows,), 0, args.flow_steps),
+        "teacher_noise": jax.random.normal(teacher_noise_key, (rows, dim)),
+    }
     grads, info = jax.grad(actor_loss, has_aux=True)(
         state.params, old_params, critic_params, states, state_weights, draws, nets, args
     )
@@ -789,26 +672,6 @@ def critic_round(state: CriticState, actor_params, batch, key, nets: Networks, t
         return CriticState(params, polyak_update(state.target_params, params, args.tau), opt_state), info
 
     return jax.lax.scan(step, state, None, length=args.critic_steps // args.critic_rounds)
-
-
-def explore(nets: Networks, actor_params, observations, key, args: Args):
-    """Exploration ("min_extrp"): a + |a - E[a | x_k]| * eps with k ~ U{min_extrp_step..K-1} and eps ~ N(0, I), one
-    scale per environment. At k = K - 1 the expected target is the endpoint itself, so half the time sigma = 0."""
-    noise_key, step_key, eps_key = jax.random.split(key, 3)
-    x0 = jax.random.normal(noise_key, (observations.shape[0], nets.actor.output_dim))
-    actions, chain = sample_actions(nets, actor_params, observations, x0, args.flow_steps)
-    k = jax.random.randint(step_key, (observations.shape[0],), args.min_extrp_step, args.flow_steps)
-    t = (k / args.flow_steps)[:, None]
-    expected = expected_target(nets, actor_params, observations, chain[k, jnp.arange(len(k))], t)
-    sigma = jnp.linalg.norm(actions - expected, axis=-1, keepdims=True)
-    return actions + sigma * jax.random.normal(eps_key, actions.shape)
-
-
-def act(nets: Networks, actor_params, observations, key, deterministic: bool, flow_steps: int):
-    """The evaluation policy: the Euler endpoint from x0 = 0 (deterministic) or from x0 ~ N(0, I)."""
-    shape = (observations.shape[0], nets.actor.output_dim)
-    x0 = jnp.zeros(shape) if deterministic else jax.random.normal(key, shape)
-    return sample_actions(nets, actor_params, observations, x0, flow_steps)[0]
 
 
 # Host-side bookkeeping: reward scaling, sparse-reward post-processing, the segment replay.
@@ -899,37 +762,6 @@ def actor_batch(segments: dict, index: int, rng: np.random.Generator, args: Args
     return states.reshape(-1, states.shape[-1]), weights.reshape(-1)
 
 
-def collect(envs, obs, tracker: dict, policy, params, key, num_steps: int, progress) -> tuple[dict, np.ndarray, list]:
-    """Step all environments `num_steps` chunks with one policy call per chunk; finished episodes are reset.
-
-    Returns the segment of each environment (states with the state after the last chunk, executed actions, chunk
-    rewards, dones = terminated or truncated), the next observations, and the finished episodes' statistics.
-    """
-    num_envs = obs.shape[0]
-    states, actions = np.zeros((num_envs, num_steps + 1, obs.shape[1]), np.float32), []
-    rewards, dones = np.zeros((num_envs, num_steps), np.float32), np.zeros((num_envs, num_steps), np.float32)
-    finished = []
-    for step in range(num_steps):
-        states[:, step] = obs
-        chunk = np.asarray(policy(params, obs, jax.random.fold_in(key, step)))
-        actions.append(chunk)
-        obs, reward, terminated, truncated, info = envs.step(chunk.reshape(num_envs, *envs.single_action_space.shape))
-        done = terminated | truncated
-        rewards[:, step], dones[:, step] = reward, done
-        tracker["return"] += reward
-        tracker["length"] += info["chunk_steps"]
-        tracker["success"] |= info["chunk_success"]
-        for i in np.flatnonzero(done):
-            finished.append((tracker["return"][i], tracker["length"][i], tracker["success"][i]))
-            tracker["return"][i], tracker["length"][i], tracker["success"][i] = 0.0, 0, False
-        if done.any():
-            obs[done] = envs.reset(options={"reset_mask": done})[0][done]
-        progress.update(1)
-    states[:, num_steps] = obs
-    segments = {"states": states, "actions": np.stack(actions, axis=1), "rewards": rewards, "dones": dones}
-    return segments, obs, finished
-
-
 def episodes_of(segments: dict, length: int) -> dict:
     """Sparse-reward rollouts: (n_envs, k * L) segments of aligned episodes -> (n_envs * k, L) segments, one per
     episode (each pass of n_envs episodes in turn, as the image agent stores them), with post-processed rewards; each
@@ -944,143 +776,166 @@ def episodes_of(segments: dict, length: int) -> dict:
     }
 
 
-def episode_tracker(num_envs: int) -> dict:
-    return {"return": np.zeros(num_envs), "length": np.zeros(num_envs, int), "success": np.zeros(num_envs, bool)}
+# Acting: the environment as the policy sees it, exploration, evaluation.
+class SuccessReward(gym.Wrapper):
+    """Robomimic's reward: 1 in every step spent in the success state (OGBench's `info["success"]`), 0 otherwise."""
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        return obs, float(info["success"]), terminated, truncated, info
 
 
-# Evaluation
+class ActionChunk(gym.Wrapper):
+    """Executes a chunk of `horizon` actions open-loop (DPPO's MultiStep): stops at the end of the episode, sums the
+    rewards, and speaks the policy's normalised observations and actions."""
+
+    def __init__(self, env, horizon: int, normalizer: dict):
+        super().__init__(env)
+        self.normalizer = normalizer
+        action_dim = env.action_space.shape[0]
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (horizon, action_dim), np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return normalize(obs, self.normalizer, "obs").astype(np.float32), info
+
+    def step(self, chunk):
+        total_reward = 0.0
+        for action in chunk:
+            obs, reward, terminated, truncated, info = self.env.step(unnormalize_actions(action, self.normalizer))
+            total_reward += reward
+            if terminated or truncated:
+                break
+        return normalize(obs, self.normalizer, "obs").astype(np.float32), total_reward, terminated, truncated, info
+
+
+def make_env(task: Task, horizon: int, normalizer: dict) -> gym.Env:
+    """The task in chunks; `info["episode"]` holds the return and the length in actions at the end of an episode."""
+    if task.domain == "robomimic":
+        import ogbench  # noqa: F401  (registers the OGBench environments)
+
+        # Robomimic episodes do not end at success; reward and success are computed after each action.
+        env = SuccessReward(gym.make(task.env_id, terminate_at_goal=False, success_timing="post"))
+    else:
+        env = gym.make(task.env_id)
+    return ActionChunk(gym.wrappers.RecordEpisodeStatistics(env), horizon, normalizer)
+
+
+def explore(nets: Networks, actor_params, observations, key, args: Args):
+    """Exploration ("min_extrp"): a + |a - E[a | x_k]| * eps with k ~ U{min_extrp_step..K-1} and eps ~ N(0, I), one
+    scale per environment. At k = K - 1 the expected target is the endpoint itself, so half the time sigma = 0."""
+    noise_key, step_key, eps_key = jax.random.split(key, 3)
+    x0 = jax.random.normal(noise_key, (observations.shape[0], nets.actor.output_dim))
+    actions, chain = sample_actions(nets, actor_params, observations, x0, args.flow_steps)
+    k = jax.random.randint(step_key, (observations.shape[0],), args.min_extrp_step, args.flow_steps)
+    t = (k / args.flow_steps)[:, None]
+    expected = expected_target(nets, actor_params, observations, chain[k, jnp.arange(len(k))], t)
+    sigma = jnp.linalg.norm(actions - expected, axis=-1, keepdims=True)
+    return actions + sigma * jax.random.normal(eps_key, actions.shape)
+
+
+def act(nets: Networks, actor_params, observations, key, deterministic: bool, flow_steps: int):
+    """The evaluation policy: the Euler endpoint from x0 = 0 (deterministic) or from x0 ~ N(0, I)."""
+    shape = (observations.shape[0], nets.actor.output_dim)
+    x0 = jnp.zeros(shape) if deterministic else jax.random.normal(key, shape)
+    return sample_actions(nets, actor_params, observations, x0, flow_steps)[0]
+
+
+def collect(envs, obs, policy, params, key, num_steps: int, progress) -> tuple[dict, np.ndarray, list]:
+    """Step all environments `num_steps` chunks with one policy call per chunk; finished episodes are reset.
+
+    Returns the segment of each environment (states with the state after the last chunk, executed actions, chunk
+    rewards, dones = terminated or truncated), the next observations, and (return, length) of each finished episode.
+    """
+    num_envs = obs.shape[0]
+    states, actions = np.zeros((num_envs, num_steps + 1, obs.shape[1]), np.float32), []
+    rewards, dones = np.zeros((num_envs, num_steps), np.float32), np.zeros((num_envs, num_steps), np.float32)
+    finished = []
+    for step in range(num_steps):
+        states[:, step] = obs
+        chunk = np.asarray(policy(params, obs, jax.random.fold_in(key, step)))
+        actions.append(chunk)
+        obs, reward, terminated, truncated, info = envs.step(chunk.reshape(num_envs, *envs.single_action_space.shape))
+        done = terminated | truncated
+        rewards[:, step], dones[:, step] = reward, done
+        if done.any():
+            finished += list(zip(info["episode"]["r"][done], info["episode"]["l"][done], strict=True))
+            obs[done] = envs.reset(options={"reset_mask": done})[0][done]
+        progress.update(1)
+    states[:, num_steps] = obs
+    segments = {"states": states, "actions": np.stack(actions, axis=1), "rewards": rewards, "dones": dones}
+    return segments, obs, finished
+
+
 def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int) -> dict:
-    """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per chunk."""
-    returns, lengths, successes = [], [], []
+    """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per chunk.
+    `success` is the share of episodes with a positive return: solved at some step, with success rewards."""
+    returns, lengths = [], []
     for first in range(0, num_episodes, len(envs)):
         active = envs[: min(len(envs), num_episodes - first)]
         obs = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)])
-        n = len(active)
-        done, ep_return, ep_length, ep_success = np.zeros(n, bool), np.zeros(n), np.zeros(n, int), np.zeros(n, bool)
-        step = 0
-        while not done.all():
+        episodes, step = [None] * len(active), 0
+        while None in episodes:
             chunks = np.asarray(policy(params, obs, jax.random.fold_in(key, first * 100_000 + step)))
             step += 1
             for i, env in enumerate(active):
-                if done[i]:
-                    continue
-                obs[i], reward, terminated, truncated, info = env.step(chunks[i].reshape(env.action_space.shape))
-                ep_return[i] += reward
-                ep_length[i] += info["chunk_steps"]
-                ep_success[i] |= info["chunk_success"]
-                done[i] = terminated or truncated
-        returns += ep_return.tolist()
-        lengths += ep_length.tolist()
-        successes += ep_success.tolist()
-    return {"episodic_return": np.mean(returns), "episodic_length": np.mean(lengths), "success": np.mean(successes)}
+                if episodes[i] is None:
+                    obs[i], _, _, _, info = env.step(chunks[i].reshape(env.action_space.shape))
+                    episodes[i] = info.get("episode")
+        returns += [episode["r"] for episode in episodes]
+        lengths += [episode["l"] for episode in episodes]
+    returns = np.array(returns)
+    return {"episodic_return": returns.mean(), "episodic_length": np.mean(lengths), "success": np.mean(returns > 0)}
 
 
-# Saving, loading, checkpoints
-def write_atomically(path: str, data: bytes) -> str:
-    with open(path + ".tmp", "wb") as f:
-        f.write(data)
-    os.replace(path + ".tmp", path)
-    return path
+def evaluate_and_log(writer, envs, policy, params, key, iteration: int, args: Args, sparse: bool) -> dict:
+    """Evaluate after `iteration` fine-tuning iterations on fresh episodes and noise, and log `eval/*`."""
+    if args.eval_episodes == 0:
+        return {}
+    step = args.pretrain_steps + iteration * args.num_envs * args.steps_per_iteration * args.horizon
+    seed = 10**6 * (args.seed + 1) + 1000 * iteration
+    result = evaluate(envs, policy, params, jax.random.fold_in(key, iteration), args.eval_episodes, seed)
+    for k, v in result.items():
+        if k != "success" or sparse:
+            writer.add_scalar(f"eval/{k}", v, step)
+    success = f", success {result['success']:.3f}" if sparse else ""
+    tqdm.write(f"iteration {iteration} (step {step}): eval return {result['episodic_return']:.1f}{success}")
+    return result
 
 
-def save_policy(path: str, actor_params, critic_params, normalizer: dict) -> str:
-    """A model file: the policy (and the critics, if any) with the normalisation that its observations need."""
-    content = {"actor": actor_params, "normalizer": normalizer}
-    if critic_params is not None:
-        content["critic"] = critic_params
-    return write_atomically(path, flax.serialization.to_bytes(content))
+# Saving and resuming: what a saved model and a checkpoint hold (the plumbing below writes and reads them). A checkpoint
+# holds the phase, the normalisation, the replay and the state of that phase: the pretraining state and its step, or
+# the fine-tuning states and counters.
+MODEL_KEYS = ("actor", "normalizer")
+CHECKPOINT_KEYS = ("phase", "normalizer", "buffer", "state")
 
 
-def load_policy(path: str, obs_dim: int | None = None):
-    """Inverse of `save_policy`: the saved Args (architecture), the networks, the policy parameters, the normaliser."""
-    remake = "  python rldt.py --env-id <task> --save-model   (pretrained.flax is written by every pretraining run)"
-    args_path = os.path.join(os.path.dirname(path), "args.json")
-    for needed in (path, args_path):
-        if not os.path.exists(needed):
-            raise SystemExit(
-                f"error: {needed} not found (a model file needs the args.json of its run beside it)\n{remake}"
-            )
-    try:
-        with open(args_path) as f:
-            saved = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.load(f).items()})
-        with open(path, "rb") as f:
-            raw = flax.serialization.msgpack_restore(f.read())
-        normalizer = {
-            k: np.asarray(raw["normalizer"][k], np.float32) for k in ("obs_min", "obs_max", "action_min", "action_max")
-        }
-        action_dim = normalizer["action_min"].shape[0]
-        nets = make_networks(saved, action_dim)
-        template = init_actor(jax.random.PRNGKey(0), nets, normalizer["obs_min"].shape[0])
-        actor_params = flax.serialization.from_state_dict(template, raw["actor"])
-        if jax.tree.map(np.shape, template) != jax.tree.map(np.shape, actor_params):
-            raise ValueError(f"its parameter shapes do not match the architecture in {args_path}")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(
-            f"error: {path} is not a policy saved by rldt.py ({type(error).__name__}: {error})\n{remake}"
-        ) from None
-    if obs_dim is not None and obs_dim != normalizer["obs_min"].shape[0]:
-        raise SystemExit(
-            f"error: {path} was saved for observations of size {normalizer['obs_min'].shape[0]}, not {obs_dim}"
-        )
-    return saved, nets, actor_params, normalizer
+def saved_model(actor_state: ActorState, critic_state: CriticState, normalizer: dict) -> dict:
+    return {"actor": actor_state.params, "critic": critic_state.params, "normalizer": normalizer}
 
 
-def save_args(run_dir: str, args: Args):
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
+def finetune_start(params, critic_state: CriticState, tx_actor) -> dict:
+    """Fine-tuning's first state: the pretrained policy, also the trust region's first reference, and a new critic."""
+    actor_state = ActorState(params, tx_actor.init(params))
+    return dict(actor=actor_state, old_actor=params, critic=critic_state, iteration=0, actor_updates=0, reward_ema=-1.0)
 
 
-def save_checkpoint(run_dir: str, content: dict):
-    """Everything needed to continue (states, replay, counters), written atomically with a small json beside it."""
-    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
-    summary = {"phase": content["phase"], "step": int(content["global_step"]), "time": time.time()}
-    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(summary).encode())
-
-
-CHECKPOINT_KEYS = {
-    "pretrain": {"phase", "global_step", "normalizer", "pretrain", "pretrain_step"},
-    "finetune": {"phase", "global_step", "normalizer", "actor", "old_actor", "critic", "buffer", "iteration"}
-    | {"actor_updates", "reward_ema"},
-}
-
-
-def load_checkpoint(run_dir: str) -> dict:
-    path = os.path.join(run_dir, "checkpoint.msgpack")
-    try:
-        with open(path, "rb") as f:
-            checkpoint = flax.serialization.msgpack_restore(f.read())
-        missing = CHECKPOINT_KEYS[checkpoint["phase"]] - set(checkpoint)
-        if missing:
-            raise KeyError(f"missing {sorted(missing)}")
-        return checkpoint
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(
-            f"error: cannot resume from {path} ({type(error).__name__}: {error}); start again with the same flags and "
-            "--checkpoint-every N"
-        ) from None
-
-
-def resume_args(run_dir: str) -> Args:
-    path = os.path.join(run_dir, "args.json")
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-        return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    except (OSError, ValueError, TypeError) as error:
-        raise SystemExit(f"error: --resume {run_dir}: cannot read {path} ({type(error).__name__}: {error})") from None
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    resume_dir = args.resume
-    if resume_dir is not None:  # the run's saved arguments, only --resume from the command line
-        if dataclasses.replace(args, resume=None) != Args():
-            fail("resume", resume_dir, "takes no other flag; the run continues with the arguments saved in its folder")
-        args = dataclasses.replace(resume_args(resume_dir), resume=resume_dir)
-    if args.load_model:  # evaluate a saved model on its own task, with its own architecture
-        saved, nets, actor_params, normalizer = load_policy(args.load_model)
-        args = dataclasses.replace(saved, load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed)
+# Training loop
+def main(args: Args) -> None:
+    args = run_args(args)  # with --resume: the arguments saved in the run folder
     task = check_args(args)
+    checkpoint = read_checkpoint(args, CHECKPOINT_KEYS) if args.resume else None
+    model_path = args.load_model or (args.pretrained if checkpoint is None else None)
+    if model_path:  # a saved policy, and the arguments of the run that saved it
+        saved, model = read_model(model_path, MODEL_KEYS)
+        if args.load_model:  # evaluated on its own task with its own settings
+            evaluation = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed)
+            args = dataclasses.replace(saved, **evaluation, resume=None)
+        else:  # fine-tuned with its architecture, without pretraining
+            architecture = ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")
+            args = dataclasses.replace(args, pretrain_steps=0, **{f: getattr(saved, f) for f in architecture})
+        task = resolve_task(args.env_id, args.dataset_id)
     args = apply_domain_defaults(args, task)
     domain = DOMAINS[task.domain]
     sparse = domain["sparse"]
@@ -1092,176 +947,123 @@ if __name__ == "__main__":
     key = jax.random.PRNGKey(args.seed)
     init_key, pretrain_key, finetune_key, eval_key = jax.random.split(key, 4)
 
-    def make_eval_envs(normalizer):
-        return [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
-
-    if args.load_model:
-        policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
-        result = evaluate(make_eval_envs(normalizer), policy, actor_params, eval_key, args.eval_episodes, 10**6)
-        print(f"{task.env_id}: return {result['episodic_return']:.1f}, success {result['success']:.3f}")
-        raise SystemExit(0)
-
-    # Data: a pretrained policy brings its own normalisation; pretraining needs the dataset (a missing one stops here).
-    checkpoint = load_checkpoint(resume_dir) if resume_dir else None
-    phase = checkpoint["phase"] if checkpoint is not None else ("finetune" if args.pretrained else "pretrain")
-    if args.pretrained:
-        saved, nets, pretrained_params, normalizer = load_policy(args.pretrained)
-        architecture = {f: getattr(saved, f) for f in ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")}
-        args = dataclasses.replace(args, pretrain_steps=0, **architecture)
-        print(f"pretrained policy: {args.pretrained} ({architecture})")
-    elif phase == "pretrain":
-        episodes = load_episodes(task, args)
-        data, normalizer = pretraining_data(episodes, args.horizon)
+    # Where the run starts, and with it the normalisation: the checkpoint, the saved policy, or the dataset.
+    probe = make_env(task, args.horizon, normalizer=None)  # for its spaces
+    obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[1]
+    phase = checkpoint["phase"] if checkpoint else ("finetune" if model_path else "pretrain")
+    normalizer = checkpoint["normalizer"] if checkpoint else model["normalizer"] if model_path else None
+    if phase == "pretrain":
+        episodes = load_episodes(task, args, obs_dim, action_dim)
+        data, dataset_normalizer = pretraining_data(episodes, args.horizon)
+        normalizer = dataset_normalizer if normalizer is None else normalizer
         num_windows = len(data["starts"])
         if num_windows == 0:
             raise SystemExit(f"error: the dataset {task.dataset_id} has no episode of {args.horizon} steps or more")
         if args.pretrain_steps is None:  # the official number of epochs
-            steps_per_epoch = -(-num_windows // args.pretrain_batch_size)
-            args = dataclasses.replace(args, pretrain_steps=domain["pretrain_epochs"] * steps_per_epoch)
+            epochs, steps_per_epoch = domain["pretrain_epochs"], -(-num_windows // args.pretrain_batch_size)
+            args = dataclasses.replace(args, pretrain_steps=epochs * steps_per_epoch)
         print(f"dataset: {len(episodes)} episodes, {num_windows} action windows, {args.pretrain_steps} pretrain steps")
-    if checkpoint is not None:
-        normalizer = {k: np.asarray(v, np.float32) for k, v in checkpoint["normalizer"].items()}
-
-    eval_envs, probe = make_eval_envs(normalizer), make_env(task, args.horizon, normalizer)
-    obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[1]
-    if normalizer["obs_min"].shape != (obs_dim,) or normalizer["action_min"].shape != (action_dim,):
-        raise SystemExit(f"error: the policy's observation or action size does not match {task.env_id}'s")
+    normalizer = {k: np.asarray(v, np.float32) for k, v in normalizer.items()}
     nets = make_networks(args, action_dim)
-
-    global_step = int(checkpoint["global_step"]) if checkpoint is not None else 0
-    run_dir = resume_dir or os.path.join("runs", f"{task.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    if resume_dir:
-        print(f"resuming {run_dir} from step {global_step} ({phase})")
-    else:
-        os.makedirs(run_dir, exist_ok=True)
-        save_args(run_dir, args)
-    print(f"run folder: {run_dir}")
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=os.path.basename(run_dir),
-            save_code=True,
-        )
-    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if resume_dir else None)
-    if not resume_dir:
-        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-
+    if model_path:
+        pretrained_params = restore(init_actor(init_key, nets, obs_dim), model["actor"], model_path)
+        print(f"policy: {model_path}")
+    eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
     policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
-
-    def run_evaluation(actor_params, iteration: int, step: int) -> dict:
-        if args.eval_episodes == 0:
-            return {}
-        seed, key = 10**6 * (args.seed + 1) + 1000 * iteration, jax.random.fold_in(eval_key, iteration)  # fresh
-        result = evaluate(eval_envs, policy, actor_params, key, args.eval_episodes, seed)
-        for k, v in result.items():
-            if k != "success" or sparse:
-                writer.add_scalar(f"eval/{k}", v, step)
+    if args.load_model:  # evaluate the saved policy, and stop
+        result = evaluate(eval_envs, policy, pretrained_params, eval_key, args.eval_episodes, 10**6)
         success = f", success {result['success']:.3f}" if sparse else ""
-        tqdm.write(f"iteration {iteration} (step {step}): eval return {result['episodic_return']:.1f}{success}")
-        return result
+        print(f"{task.env_id}: return {result['episodic_return']:.1f}{success}")
+        return
 
-    def stop_on_nan(step: int, where: str, model_name: str, actor_params, critic_params=None):
-        path = save_policy(os.path.join(run_dir, model_name), actor_params, critic_params, normalizer)
-        writer.close()
-        raise SystemExit(
-            f"error: the loss became NaN or infinite at step {step} ({where}). Last good parameters: {path}"
-        )
-
+    # ALGO LOGIC: the training state of the run's phase, new or where the checkpoint left it; an empty replay
+    tx_actor, actor_schedule = actor_optimizer(args)
+    tx_critic = optax.adam(args.critic_lr)  # AdamW with weight decay 0
+    critic_state = init_critic(jax.random.fold_in(init_key, 1), nets, obs_dim, tx_critic)
+    if phase == "pretrain":
+        tx_pretrain, pretrain_schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
+        params = init_actor(init_key, nets, obs_dim)
+        run = dict(pretrain=PretrainState(params, params, tx_pretrain.init(params)), step=0)
+    else:
+        params = pretrained_params if checkpoint is None else init_actor(init_key, nets, obs_dim)
+        run = finetune_start(params, critic_state, tx_actor)
+    episode_chunks = chunks_per_episode(task, args.horizon) if sparse else args.steps_per_iteration
+    buffer = {"states": np.zeros((0, episode_chunks + 1, obs_dim), np.float32)} | {
+        k: np.zeros((0, episode_chunks, *shape), np.float32)
+        for k, shape in (("actions", (nets.actor.output_dim,)), ("rewards", ()), ("dones", ()))
+    }
+    if checkpoint is not None:
+        run = restore(run, checkpoint["state"], os.path.join(args.resume, "checkpoint.msgpack"))
+        buffer = {k: np.asarray(v) for k, v in checkpoint["buffer"].items()}
+    env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
+    global_step = (
+        run["step"] if phase == "pretrain" else args.pretrain_steps + run["iteration"] * env_steps_per_iteration
+    )
+    if checkpoint is not None:
+        print(f"resuming {args.resume} from step {global_step} ({phase})")
+    run_dir, writer = open_run(args, task.env_id, global_step)
+    print(f"run folder: {run_dir}")
     start_time = time.time()
 
     # Phase 1: pretraining by flow-matching behaviour cloning, in compiled chunks of `pretrain_log_every` steps.
     if phase == "pretrain":
-        tx_pretrain, pretrain_schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
-        params = init_actor(init_key, nets, obs_dim)
-        pretrain_state, pretrain_step = PretrainState(params, params, tx_pretrain.init(params)), 0
-        if checkpoint is not None:
-            pretrain_state = flax.serialization.from_state_dict(pretrain_state, checkpoint["pretrain"])
-            pretrain_step = int(checkpoint["pretrain_step"])
+        pretrain_state, pretrain_step = run["pretrain"], run["step"]
         device_data = jax.device_put(data)
         chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx_pretrain, args=args)
         chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
         progress = tqdm(total=args.pretrain_steps, initial=pretrain_step, desc="pretrain", smoothing=0.1)
+        last_checkpoint, every = pretrain_step, args.checkpoint_every * args.pretrain_log_every
         while pretrain_step < args.pretrain_steps:
             num_steps = min(args.pretrain_log_every, args.pretrain_steps - pretrain_step)
             chunk_start = time.time()
             new_state, losses = chunk_fn(pretrain_state, device_data, pretrain_step, pretrain_key, num_steps=num_steps)
             losses = np.asarray(losses)
             if not np.isfinite(losses).all():
-                bad_step = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
-                stop_on_nan(bad_step, "pretraining", "pretrained.flax", pretrain_state.ema_params)
+                good = save_model(
+                    run_dir, "pretrained", dict(actor=pretrain_state.ema_params, normalizer=normalizer), args
+                )
+                bad = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
+                stop_on_nan(bad, pretrain_step, good, writer, progress, " (pretraining)")
             pretrain_state, pretrain_step = new_state, pretrain_step + num_steps
             progress.update(num_steps)
             writer.add_scalar("losses/pretrain_loss", float(losses.mean()), pretrain_step)
             writer.add_scalar("charts/learning_rate", float(pretrain_schedule(pretrain_step - 1)), pretrain_step)
             writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), pretrain_step)
-            chunk_index = pretrain_step // args.pretrain_log_every
-            if (
-                args.checkpoint_every
-                and chunk_index % args.checkpoint_every == 0
-                and pretrain_step < args.pretrain_steps
-            ):
-                content = dict(pretrain=pretrain_state, pretrain_step=pretrain_step, normalizer=normalizer)
-                save_checkpoint(run_dir, dict(phase="pretrain", global_step=pretrain_step, **content))
+            if checkpoint_due(pretrain_step, last_checkpoint, every, args.pretrain_steps):
+                state = dict(pretrain=pretrain_state, step=pretrain_step)
+                content = dict(phase="pretrain", normalizer=normalizer, buffer=buffer, state=state)
+                writer, last_checkpoint = save_checkpoint(run_dir, content, pretrain_step, writer), pretrain_step
         progress.close()
         pretrained_params = pretrain_state.ema_params
-        path = save_policy(os.path.join(run_dir, "pretrained.flax"), pretrained_params, None, normalizer)
+        path = save_model(run_dir, "pretrained", dict(actor=pretrained_params, normalizer=normalizer), args)
         print(f"pretrained policy (EMA weights) saved to {path}")
+        run = finetune_start(pretrained_params, critic_state, tx_actor)
 
-    # Phase 2: fine-tuning, starting from the pretrained policy, which is also the first trust-region reference.
-    tx_actor, actor_schedule = actor_optimizer(args)
-    tx_critic = optax.adam(args.critic_lr)  # AdamW with weight decay 0
-    critic_state = init_critic(jax.random.fold_in(init_key, 1), nets, obs_dim, tx_critic)
-    episode_chunks = chunks_per_episode(task, args.horizon) if sparse else args.steps_per_iteration
-    segments_per_iteration = args.num_envs * (args.steps_per_iteration // episode_chunks)
-    capacity = args.buffer_episodes * segments_per_iteration
-    if checkpoint is not None and phase == "finetune":
-        template = init_actor(init_key, nets, obs_dim)
-        restore = flax.serialization.from_state_dict
-        actor_state = restore(ActorState(template, tx_actor.init(template)), checkpoint["actor"])
-        old_params = restore(template, checkpoint["old_actor"])
-        critic_state = restore(critic_state, checkpoint["critic"])
-        buffer = {k: np.asarray(v) for k, v in checkpoint["buffer"].items()}
-        iteration, actor_updates = int(checkpoint["iteration"]), int(checkpoint["actor_updates"])
-        reward_ema, eval_result = float(checkpoint["reward_ema"]), {}
-    else:
-        actor_state, old_params = ActorState(pretrained_params, tx_actor.init(pretrained_params)), pretrained_params
-        buffer = {"states": np.zeros((0, episode_chunks + 1, obs_dim), np.float32)} | {
-            k: np.zeros((0, episode_chunks, *shape), np.float32)
-            for k, shape in (("actions", (nets.actor.output_dim,)), ("rewards", ()), ("dones", ()))
-        }
-        iteration, actor_updates, reward_ema, global_step = 0, 0, -1.0, args.pretrain_steps
-        eval_result = run_evaluation(actor_state.params, 0, global_step)
-    env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
-
-    def save_finetune_checkpoint():
-        content = dict(actor=actor_state, old_actor=old_params, critic=critic_state, buffer=buffer)
-        counters = dict(iteration=iteration, actor_updates=actor_updates, reward_ema=reward_ema)
-        save_checkpoint(
-            run_dir, dict(phase="finetune", global_step=global_step, normalizer=normalizer, **content, **counters)
-        )
-
-    if args.checkpoint_every and iteration == 0:
-        save_finetune_checkpoint()
-
+    # Phase 2: fine-tuning.
+    actor_state, old_params, critic_state = run["actor"], run["old_actor"], run["critic"]
+    iteration, actor_updates, reward_ema = run["iteration"], run["actor_updates"], run["reward_ema"]
+    resumed = phase == "finetune" and checkpoint is not None
+    eval_result = {}
+    if not resumed:  # the pretrained policy, before fine-tuning
+        eval_result = evaluate_and_log(writer, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse)
+    capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
     vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
     env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
     envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED) if args.iterations else None
     explore_fn = jax.jit(partial(explore, nets, args=args))
     critic_fn = jax.jit(partial(critic_round, nets=nets, tx=tx_critic, args=args, clip=domain["q_target_clip"]))
     actor_fn = jax.jit(partial(actor_step, nets=nets, tx=tx_actor, args=args))
-
+    global_step = args.pretrain_steps + iteration * env_steps_per_iteration
     obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0] if envs else None
-    tracker = episode_tracker(args.num_envs)
-    total = args.iterations * args.steps_per_iteration
-    progress = tqdm(total=total, initial=iteration * args.steps_per_iteration, desc="fine-tune")
-    finetune_start, first_iteration = time.time(), iteration
+    total, done = args.iterations * args.steps_per_iteration, iteration * args.steps_per_iteration
+    progress = tqdm(total=total, initial=done, desc="fine-tune")
+    finetune_start_time, first_iteration, last_checkpoint = time.time(), iteration, iteration if resumed else -1
     while iteration < args.iterations:
+        if checkpoint_due(iteration, last_checkpoint, args.checkpoint_every, args.iterations):  # between iterations
+            state = dict(actor=actor_state, old_actor=old_params, critic=critic_state, iteration=iteration)
+            state |= dict(actor_updates=actor_updates, reward_ema=reward_ema)
+            content = dict(phase="finetune", normalizer=normalizer, buffer=buffer, state=state)
+            writer, last_checkpoint = save_checkpoint(run_dir, content, global_step, writer), iteration
         iteration += 1
         iteration_key, rng = jax.random.fold_in(finetune_key, iteration), np.random.default_rng([args.seed, iteration])
         global_step = args.pretrain_steps + iteration * env_steps_per_iteration
@@ -1271,9 +1073,9 @@ if __name__ == "__main__":
         progress.set_postfix_str(f"iteration {iteration}: rollout")
         if sparse:
             obs = envs.reset(seed=int(np.random.SeedSequence([args.seed, iteration]).generate_state(1)[0]))[0]
-            tracker = episode_tracker(args.num_envs)
-        rollout = (actor_state.params, jax.random.fold_in(iteration_key, 0), args.steps_per_iteration, progress)
-        fresh, obs, finished = collect(envs, obs, tracker, explore_fn, *rollout)
+        rollout_key = jax.random.fold_in(iteration_key, 0)
+        rollout = (actor_state.params, rollout_key, args.steps_per_iteration, progress)
+        fresh, obs, finished = collect(envs, obs, explore_fn, *rollout)
         fresh = episodes_of(fresh, episode_chunks) if sparse else fresh
         rollout_time = time.time() - timer
         if args.reward_scale < 0:
@@ -1292,8 +1094,9 @@ if __name__ == "__main__":
             infos = jax.device_get(infos)
             critic_time += time.time() - timer
             if not np.isfinite(infos["critic_loss"]).all():
-                where = f"iteration {iteration}, critic round {round_index + 1}"
-                stop_on_nan(global_step, where, f"{args.exp_name}.flax", actor_state.params, critic_state.params)
+                good = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
+                where = f" (iteration {iteration}, critic round {round_index + 1})"
+                stop_on_nan(global_step, global_step, good, writer, progress, where)
             critic_state = new_critic
             critic_infos.append({k: v[-1] for k, v in infos.items()})
             if iteration <= args.critic_warmup_iterations:
@@ -1305,47 +1108,323 @@ if __name__ == "__main__":
                 new_actor, info = actor_fn(actor_state, old_params, critic_state.params, states, weights, step_key)
                 info = jax.device_get(info)
                 if not np.isfinite(info["actor_loss"]):
-                    where = f"iteration {iteration}, actor step {actor_updates + 1}"
-                    stop_on_nan(global_step, where, f"{args.exp_name}.flax", actor_state.params, critic_state.params)
+                    good = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
+                    where = f" (iteration {iteration}, actor step {actor_updates + 1})"
+                    stop_on_nan(global_step, global_step, good, writer, progress, where)
                 actor_state, actor_updates = new_actor, actor_updates + 1
                 actor_infos.append(info)
             actor_time += time.time() - timer
         buffer = append_segments(buffer, fresh, capacity)
         old_params = actor_state.params  # the trust region's reference for the next iteration
 
-        # TRY NOT TO MODIFY: logging, evaluation, checkpoint
-        for infos, prefix in ((critic_infos, "losses"), (actor_infos, None)):
-            for k in infos[0] if infos else []:
-                name = f"{prefix or ('losses' if k.endswith('loss') else 'charts')}/{k}"
-                writer.add_scalar(name, float(np.mean([info[k] for info in infos])), global_step)
+        # TRY NOT TO MODIFY: logging and evaluation
+        for k in critic_infos[0]:
+            writer.add_scalar(f"losses/{k}", float(np.mean([info[k] for info in critic_infos])), global_step)
+        for k in actor_infos[0] if actor_infos else []:
+            group = "losses" if k.endswith("loss") else "charts"
+            writer.add_scalar(f"{group}/{k}", float(np.mean([info[k] for info in actor_infos])), global_step)
         writer.add_scalar("charts/actor_learning_rate", float(actor_schedule(max(actor_updates - 1, 0))), global_step)
         writer.add_scalar("charts/reward_scale", reward_scale, global_step)
         if finished:
-            returns, lengths, successes = np.array(finished).T
+            returns, lengths = np.array(finished).T
             writer.add_scalar("charts/episodic_return", returns.mean(), global_step)
             writer.add_scalar("charts/episodic_length", lengths.mean(), global_step)
             if sparse:
-                writer.add_scalar("charts/success", successes.mean(), global_step)
+                writer.add_scalar("charts/success", np.mean(returns > 0), global_step)
         for name, seconds in (("rollout", rollout_time), ("critic", critic_time), ("actor", actor_time)):
             writer.add_scalar(f"charts/{name}_seconds", seconds, global_step)
-        elapsed = time.time() - finetune_start
+        elapsed = time.time() - finetune_start_time
         writer.add_scalar("charts/SPS", (iteration - first_iteration) * env_steps_per_iteration / elapsed, global_step)
         if iteration % args.eval_every == 0 or iteration == args.iterations:
-            eval_result = run_evaluation(actor_state.params, iteration, global_step)
-        if args.checkpoint_every and iteration % args.checkpoint_every == 0 and iteration < args.iterations:
-            save_finetune_checkpoint()
+            eval_result = evaluate_and_log(
+                writer, eval_envs, policy, actor_state.params, eval_key, iteration, args, sparse
+            )
     progress.close()
     if envs:
         envs.close()
 
     if args.save_model:
-        path = os.path.join(run_dir, f"{args.exp_name}.flax")
-        print(f"model saved to {save_policy(path, actor_state.params, critic_state.params, normalizer)}")
+        path = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
+        print(f"model saved to {path}")
     env_steps = (args.iterations - first_iteration) * env_steps_per_iteration
     final = f"final return {eval_result['episodic_return']:.1f}" if eval_result else "no evaluation"
     final += f", success {eval_result['success']:.3f}" if eval_result and sparse else ""
     print(
         f"{task.env_id}: {final} over {args.eval_episodes} episodes | wall time {time.time() - start_time:.0f} s | "
-        f"{env_steps / max(time.time() - finetune_start, 1e-9):.0f} env steps/s while fine-tuning"
+        f"{env_steps / max(time.time() - finetune_start_time, 1e-9):.0f} env steps/s while fine-tuning"
     )
     writer.close()
+
+
+# ======================================================================================================================
+# RUN PLUMBING: the same in every script; nothing here changes the numbers
+# ======================================================================================================================
+# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C: the
+# same text in every algorithm file (tests/test_plumbing.py); the scripts differ only in the data they pass in.
+SCRIPT = os.path.basename(__file__)
+RULES = {  # the rules of FLAG_RULES: (test of a value, what is wrong with another); None passes (a default set later)
+    "count": (lambda v: v >= 1, "must be positive; give an integer >= 1"),
+    "count_or_off": (lambda v: v >= 0, "must not be negative; give 0 (off) or more"),
+    "positive": (lambda v: 0 < v < math.inf, "must be a positive number"),
+    "non_negative": (lambda v: 0 <= v < math.inf, "must be a finite number >= 0"),
+    "finite": (lambda v: math.isfinite(v), "must be finite"),
+    "fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "rate": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "layers": (lambda v: len(v) > 0 and min(v) >= 1, "must be one or more positive layer sizes; give e.g. 256 256"),
+}
+
+
+def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2 (a tuple is shown as the command line gives it)."""
+    if isinstance(value, tuple):
+        value = " ".join(map(str, value)) or "(none)"
+    print(f"error: --{flag.replace('_', '-')}{'' if value is None else f' {value}'}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_flags(args, rules: dict) -> None:
+    """The flags of every script, then the script's table (rule -> flags); what would fail at save time fails here."""
+    if not re.fullmatch(r"[^/\\#?%:\0]{1,100}", args.exp_name) or args.exp_name in (".", ".."):
+        why = "must be a non-empty name without '/' (nor \\ # ? % :) of at most 100 characters; it names the run folder"
+        fail("exp_name", repr(args.exp_name), why)
+    if not 0 <= args.seed < 2**32:
+        fail("seed", args.seed, "must be in [0, 2^32); give a non-negative integer")
+    if args.track and importlib.util.find_spec("wandb") is None:
+        fail("track", None, "wandb is not installed; install it (pip install wandb) or leave out --track")
+    if args.load_model is not None and args.eval_episodes == 0:
+        fail("eval_episodes", 0, "--load-model only evaluates; give at least 1 episode")
+    for rule, flags in rules.items():
+        for flag in flags.split():
+            if (value := getattr(args, flag)) is not None and not RULES[rule][0](value):
+                fail(flag, value, RULES[rule][1])
+    runs = "runs" if os.path.exists("runs") else "."
+    if args.resume is None and args.load_model is None and not (os.path.isdir(runs) and os.access(runs, os.W_OK)):
+        raise SystemExit(f"error: {os.path.abspath('runs')} must be a folder this user can write: it holds the run")
+
+
+def run_args(args):
+    """The command line's arguments, or with --resume (alone) those saved in the run folder; Ctrl-C ends it cleanly."""
+    on_ctrl_c(None)
+    if args.resume is None:
+        return args
+    if dataclasses.replace(args, resume=None) != Args():
+        fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
+    return dataclasses.replace(read_args_json(os.path.join(args.resume, "args.json")), resume=args.resume)
+
+
+def command_line(args, **changes) -> str:
+    """The command that starts `args` with `changes` afresh: `python <script>` and each flag not at its default."""
+    words, defaults = ["python", SCRIPT], Args()
+    for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
+        flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
+        if value != getattr(defaults, name):
+            words += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, *map(str, values)]
+    return shlex.join(words)
+
+
+def read_args_json(path: str):
+    """The Args saved in a run's args.json."""
+    try:
+        with open(path) as f:
+            return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.load(f).items()})
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found: every {SCRIPT} run writes it into its folder, runs/<run>") from None
+    except (OSError, ValueError, TypeError) as error:  # unreadable, not JSON, or the arguments of another script
+        raise SystemExit(f"error: {path} is not the args.json of a {SCRIPT} run ({error})") from None
+
+
+def read_flax(path: str, keys: tuple, what: str, remake: str) -> dict:
+    """The raw content of a model or checkpoint file, which must hold `keys`; `restore` gives it the run's structure."""
+    try:
+        with open(path, "rb") as f:
+            content = flax.serialization.msgpack_restore(f.read())
+        return {k: content[k] for k in keys}  # a KeyError names the first one missing
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        why = f"{type(error).__name__}: {error}"
+        raise SystemExit(f"error: {path} is not a {what} {SCRIPT} ({why})\n  {remake}") from None
+
+
+def read_model(path: str, keys: tuple) -> tuple:
+    """The Args saved beside a model file (its task and architecture) and the file's raw content, holding `keys`."""
+    if not os.path.isfile(path):
+        raise SystemExit(
+            f"error: saved model {path} not found\n  a run with --save-model writes one: python {SCRIPT} --save-model"
+        )
+    saved_args = read_args_json(os.path.join(os.path.dirname(path), "args.json"))
+    again = f"run it again: {command_line(saved_args, save_model=True)}"
+    return saved_args, read_flax(path, keys, "model saved by", again)
+
+
+def read_checkpoint(args, keys: tuple) -> dict:
+    """The raw content of the checkpoint of the run that --resume continues, holding `keys`."""
+    path = os.path.join(args.resume, "checkpoint.msgpack")
+    again = command_line(args, checkpoint_every=args.checkpoint_every or args.eval_every)
+    again = f"start the run again: {again}"
+    if not os.path.isfile(path):
+        why = "the run stopped before its first checkpoint or ran without --checkpoint-every"
+        raise SystemExit(f"error: {path} not found: {why}\n  {again}")
+    return read_flax(path, keys, "checkpoint of", again)
+
+
+def restore(template, saved: dict, path: str):
+    """`saved` (from read_flax) in the structure of `template`, leaf by leaf of the same shape; a None in the template
+    takes what was saved as it is (a replay buffer of any length)."""
+    try:
+        restored = flax.serialization.from_state_dict(template, saved)
+        fits = jax.tree.map(
+            lambda t, r: t is None or np.shape(t) == np.shape(r), template, restored, is_leaf=lambda x: x is None
+        )
+        if not all(jax.tree.leaves(fits)):
+            raise ValueError("its arrays do not have the shapes of the networks its args.json makes")
+    except (ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"error: {path} does not fit the run ({error})") from None
+    return restored
+
+
+def arrays_problem(arrays: dict, shapes: dict, env_id: str, same_length: bool = True) -> str | None:
+    """What is wrong with a dataset's arrays (None if nothing): a key of `shapes` missing, arrays of different lengths,
+    another shape per step than `shapes` gives (None: any), NaN or infinite values."""
+    if missing := set(shapes) - set(arrays):
+        return f"lacks the keys {sorted(missing)}"
+    lengths = {k: len(arrays[k]) for k in shapes}
+    if same_length and len(set(lengths.values())) > 1:
+        return f"holds arrays of different lengths {lengths}"
+    for k, shape in shapes.items():
+        if shape is not None and arrays[k].shape[1:] != tuple(shape):
+            return f"holds {k} of shape {arrays[k].shape[1:]} per step where {env_id} has {tuple(shape)}"
+    nonfinite = [k for k in shapes if arrays[k].dtype.kind == "f" and not np.isfinite(arrays[k]).all()]
+    return f"holds NaN or infinite {nonfinite[0]}" if nonfinite else None
+
+
+def read_npz(path: str, shapes: dict, env_id: str, remake: str) -> dict:
+    """Every array of an .npz dataset file, read in full once and checked by `arrays_problem`."""
+    problem = None if os.path.exists(path) else "not found"
+    if problem is None and not zipfile.is_zipfile(path):
+        problem = "is truncated or not an .npz file"
+    try:
+        with np.load(path) as file:
+            arrays = {k: file[k] for k in file.files}
+        problem = problem or arrays_problem(arrays, shapes, env_id)
+    except Exception as error:  # numpy raises many kinds on a corrupt array: BadZipFile, zlib.error, ValueError, ...
+        problem = problem or f"cannot be read ({type(error).__name__}: {error})"
+    if problem:
+        raise SystemExit(f"error: dataset file {path} {problem}\n{remake}")
+    return arrays
+
+
+def read_minari(dataset_id: str, shapes: dict, env_id: str, remake: str) -> list:
+    """Every episode of a Minari dataset, read in full once (downloaded first if it is missing and the machine is
+    online): at least one, with observations and actions checked by `arrays_problem`."""
+    import minari
+
+    folder = str(minari.storage.get_dataset_path(dataset_id))
+    why = "" if os.path.exists(folder) else download(lambda: minari.download_dataset(dataset_id), "huggingface.co")
+    try:
+        episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
+        problem = None if episodes else "holds no episode"
+    except Exception as error:  # h5py's and Minari's errors for a missing or damaged file
+        problem = f"is not on this machine ({why})" if why else f"cannot be read ({type(error).__name__}: {error})"
+    for episode in [] if problem else episodes:
+        problem = problem or arrays_problem(vars(episode), shapes, env_id, same_length=False)
+    if problem:
+        raise SystemExit(f"error: Minari dataset {dataset_id} ({folder}) {problem}\n{remake}")
+    return episodes
+
+
+def download(fetch, host: str) -> str:
+    """Run `fetch()` (a dataset's own download) if `host` answers at once; '' if it ran, else why not."""
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return "this machine is offline"
+    try:
+        fetch()
+    except Exception as error:  # the download's own errors: HTTP, disk, ...
+        return f"the download failed: {type(error).__name__}: {error}"
+    return ""
+
+
+def write_atomically(path: str, content: bytes) -> None:
+    """Write `path.tmp`, then rename it; Ctrl-C waits until the file is whole: nothing is left half-written."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(content)
+        os.replace(path + ".tmp", path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def save_model(run_dir: str, name: str, content: dict, args) -> str:
+    """`content` in `run_dir/<name>.flax` (flax serialization), and the run's Args beside it in args.json."""
+    write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
+    write_atomically(path := os.path.join(run_dir, f"{name}.flax"), flax.serialization.to_bytes(content))
+    return path
+
+
+def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
+    """The run folder, runs/{env_id}__{exp_name}__{seed}__{time}, and its TensorBoard writer. A new run writes args.json
+    and its hyperparameters; a resumed run (at `step`) continues its wandb run and hides what the interrupted run
+    logged after its checkpoint (TensorBoard's purge)."""
+    run_dir = f"runs/{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.normpath(args.resume) if args.resume else run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb
+
+        name = os.path.basename(run_dir)  # the same id: a resumed run continues its wandb run
+        settings = dict(name=name, id=name, resume="allow", config=vars(args), sync_tensorboard=True, save_code=True)
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, **settings)
+    writer = SummaryWriter(run_dir, purge_step=step + 1 if args.resume else None, filename_suffix=f".{time.time_ns()}")
+    if args.resume is None:
+        write_atomically(f"{run_dir}/args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    on_ctrl_c(run_dir)
+    return run_dir, writer
+
+
+def save_checkpoint(run_dir: str, content: dict, step: int, writer: SummaryWriter) -> SummaryWriter:
+    """`content`, everything the run needs to continue, in checkpoint.msgpack (its scalars and `step` in
+    checkpoint.json), with every event logged so far on disk first; returns the writer of the events that follow (a new
+    file: the suffix keeps files of one second apart and in order)."""
+    writer.close()
+    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
+    scalars = {k: v for k, v in content.items() if isinstance(v, int | float | str)}  # for a look without loading
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(scalars | {"step": step}).encode())
+    return SummaryWriter(run_dir, filename_suffix=f".{time.time_ns()}")
+
+
+def on_ctrl_c(run_dir: str | None) -> None:
+    """From now on Ctrl-C ends the run with one line, where its last checkpoint is and how to continue, status 130."""
+
+    def stop(signum, frame):
+        summary = os.path.join(run_dir or ".", "checkpoint.json")
+        line = f"{run_dir} holds no checkpoint (--checkpoint-every N writes them)" if run_dir else "nothing was written"
+        if run_dir and os.path.exists(summary):
+            with open(summary) as f:
+                line = f"the last checkpoint is in {run_dir} (step {json.load(f)['step']}); continue the run with: "
+            line += shlex.join(["python", SCRIPT, "--resume", run_dir])
+        for bar in list(tqdm._instances):  # closed first, so that this line is the last one
+            bar.close()
+        print(f"interrupted: {line}", file=sys.stderr)
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGINT, stop)
+
+
+def checkpoint_due(step: int, last_checkpoint: int, every: int, total_steps: int) -> bool:
+    """A multiple of --checkpoint-every (0: never) was passed since the last checkpoint, and the run is not over."""
+    return every > 0 and step < total_steps and step // every > last_checkpoint // every
+
+
+def stop_on_nan(step: int, good_step: int, saved: str, writer: SummaryWriter, progress: tqdm, where: str = ""):
+    """A NaN or infinite loss at `step`: end the run with the step and where the last good parameters are saved."""
+    progress.close()
+    writer.close()
+    saved = f"parameters of step {good_step} saved to {saved}"
+    raise SystemExit(f"error: the loss became NaN or infinite at step {step}{where} ({saved})")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -211,9 +211,8 @@ def rldt_iteration_speed(bench: Args) -> tuple[float, float]:
         def update(self, n):
             pass
 
-    tracker = {"return": np.zeros(n), "length": np.zeros(n, int), "success": np.zeros(n, bool)}
     start = time.perf_counter()
-    rldt.collect(envs, obs, tracker, explore_fn, actor, key, bench.rldt_rollout_steps, Quiet())
+    rldt.collect(envs, obs, explore_fn, actor, key, bench.rldt_rollout_steps, Quiet())
     rollout = (time.perf_counter() - start) * T / bench.rldt_rollout_steps
     critic_times, actor_times = [], []
     for _ in range(bench.rldt_critic_rounds):

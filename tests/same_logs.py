@@ -79,6 +79,19 @@ RUNS = {
     },
     "rldt.py": {
         "pretraining and fine-tuning": [*RLDT_TINY, "--steps-per-iteration", "8", "--iterations", "2"],
+        "the delta ablation, another seed": [*RLDT_TINY, "--steps-per-iteration", "8", "--iterations", "2"]
+        + ["--svgd-type", "delta", "--seed", "1"],
+        "sparse rewards (cube-single)": [*RLDT_TINY, "--env-id", "cube-single", "--dataset-dir", "{data}"]
+        + [
+            "--dataset-id",
+            "cube-single-play-v0",
+            "--steps-per-iteration",
+            "50",
+            "--num-envs",
+            "4",
+            "--iterations",
+            "2",
+        ],
     },
     "fm_irl.py": {
         "online loop": ["--env-id", "hopper", "--num-demos", "4", "--total-timesteps", "1024", *FM_IRL_SMALL],

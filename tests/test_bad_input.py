@@ -17,6 +17,7 @@ import os
 import re
 import runpy
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import numpy as np
 import pytest
 import submitit  # noqa: F401  (configures logging when first imported, closing pytest's handlers: not inside a test)
 import tyro
+from conftest import write_random_minari_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmark"))
@@ -445,7 +447,11 @@ for script in ("fql.py", "fino.py"):
             lambda tmp, script=script: run_folder(tmp, script, FQL_ARGS),
         ),
     ]
-SUGGESTIONS_CHECKED = ("fql.py", "fino.py")  # scripts whose suggested commands the next test parses and checks
+SUGGESTIONS_CHECKED = (
+    "fql.py",
+    "fino.py",
+    "rldt.py",
+)  # scripts whose suggested commands the next test parses and checks
 
 
 # benchmark/suite.py ---------------------------------------------------------------------------------------------------
@@ -583,23 +589,34 @@ CASES += [
     Case("rldt.py", ["--actor-hidden-dims", "64", "64"], 2, "--actor-hidden-dims 64 64: give an odd number"),
     Case("rldt.py", ["--time-dim", "5"], 2, "--time-dim 5: must be even"),
     Case("rldt.py", ["--eval-every", "0"], 2, "--eval-every 0: must be positive"),
-    Case("rldt.py", ["--actor-lr", "nan"], 2, "--actor-lr nan: must be positive"),
-    Case("rldt.py", ["--resume", "{tmp}/nothing"], 1, "--resume {tmp}/nothing: cannot read"),
+    Case("rldt.py", ["--actor-lr", "nan"], 2, "--actor-lr nan: must be a positive number"),
+    Case("rldt.py", ["--seed", "-1"], 2, "--seed -1: must be in [0, 2^32)"),
+    Case("rldt.py", ["--exp-name", "a/b", "--save-model"], 2, "--exp-name 'a/b': must be a non-empty name without '/'"),
+    Case("rldt.py", [], 1, "{tmp}/runs must be a folder this user can write", write_file("runs", b"")),
+    Case(
+        "rldt.py", ["--load-model", "{tmp}/m.flax", "--eval-episodes", "0"], 2, "--eval-episodes 0: --load-model only"
+    ),
+    Case("rldt.py", ["--resume", "{tmp}/nothing"], 1, "{tmp}/nothing/args.json not found"),
     Case("rldt.py", ["--resume", "{tmp}/run", "--seed", "3"], 2, "error: --resume {tmp}/run: takes no other flag"),
     Case(
         "rldt.py",
         ["--resume", "{tmp}/run"],
         1,
-        "cannot resume from {tmp}/run/checkpoint.msgpack (KeyError",
+        "{tmp}/run/checkpoint.msgpack is not a checkpoint of rldt.py (KeyError",
         lambda tmp: (
-            write_file("run/args.json", b"{}")(tmp),
+            write_file("run/args.json", b'{"eval_every": 4}')(tmp),
             write_file("run/checkpoint.msgpack", flax.serialization.msgpack_serialize({"phase": "finetune"}))(tmp),
         ),
     ),
     Case("rldt.py", ["--pretrained", "{tmp}/missing.flax"], 1, "{tmp}/missing.flax not found"),
-    Case("rldt.py", ["--pretrained", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
-    Case("rldt.py", ["--load-model", "{tmp}/model.flax"], 1, "is not a policy saved by rldt.py", rldt_broken_model),
-    Case("rldt.py", ["--env-id", "cube-single", "--dataset-dir", "{tmp}"], 1, "demonstration file not found"),
+    Case("rldt.py", ["--pretrained", "{tmp}/model.flax"], 1, "is not a model saved by rldt.py", rldt_broken_model),
+    Case("rldt.py", ["--load-model", "{tmp}/model.flax"], 1, "is not a model saved by rldt.py", rldt_broken_model),
+    Case(
+        "rldt.py",
+        ["--env-id", "cube-single", "--dataset-dir", "{tmp}"],
+        1,
+        "dataset file {tmp}/cube-single-singletask-task2-demos-v0.npz not found",
+    ),
     Case(
         "rldt.py",
         ["--env-id", "cube-single", "--dataset-dir", "{tmp}"],
@@ -608,6 +625,53 @@ CASES += [
         rldt_demos_without_terminals,
     ),
 ]
+
+
+def damage_minari(root: str, kind: str) -> None:
+    """`root` holds the tiny hopper dataset; damage it as a broken download or a wrong file would."""
+    import h5py
+
+    data = os.path.join(root, "mujoco", "hopper", "medium-v0", "data", "main_data.hdf5")
+    if kind == "truncated":  # a download cut off half-way
+        with open(data, "rb") as f:
+            content = f.read()
+        with open(data, "wb") as f:
+            f.write(content[: len(content) // 2])
+    elif kind == "nan":
+        with h5py.File(data, "r+") as f:
+            f["episode_1/observations"][3, 2] = float("nan")
+    elif kind == "deleted":  # metadata.json is still there, the data file is not
+        os.remove(data)
+    elif kind == "walker":  # a dataset of another environment
+        write_random_minari_dataset(root, "mujoco/walker2d/medium-v0", "Walker2d-v5", 2, 20, seed=0)
+
+
+HOPPER_DATA = "Minari dataset mujoco/hopper/medium-v0 ({tmp}/minari/mujoco/hopper/medium-v0)"
+RLDT_MINARI_CASES = [  # (how the dataset is damaged, flags, what the error line says)
+    ("truncated", [], f"{HOPPER_DATA} cannot be read (OSError: Unable to synchronously open file (truncated file"),
+    ("nan", [], f"{HOPPER_DATA} holds NaN or infinite observations"),
+    ("deleted", [], f"{HOPPER_DATA} cannot be read (ValueError: No data found"),
+    (
+        "walker",
+        ["--env-id", "Hopper-v5", "--dataset-id", "mujoco/walker2d/medium-v0"],
+        "Minari dataset mujoco/walker2d/medium-v0 ({tmp}/minari/mujoco/walker2d/medium-v0) holds observations of "
+        "shape (17,) per step where Hopper-v5 has (11,)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "argv", "needle"), RLDT_MINARI_CASES, ids=[c[0] for c in RLDT_MINARI_CASES])
+def test_rldt_reads_the_whole_minari_dataset_at_start(kind, argv, needle, tmp_path, minari_root, monkeypatch):
+    """A damaged or wrong dataset is named (id and folder) with what is wrong, before anything trains; the commands
+    that remake it pass their own flag checks."""
+    root = str(tmp_path / "minari")
+    shutil.copytree(minari_root, root)
+    damage_minari(root, kind)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", root)
+    status, stderr = run_script("rldt.py", argv, str(tmp_path))
+    assert_clean_error(status, stderr, 1, needle.replace("{tmp}", str(tmp_path)))
+    assert "python benchmark/train_expert.py" in stderr and "python benchmark/make_dataset.py" in stderr, stderr
+    check_suggested_commands(stderr)
 
 
 # fm_irl.py
@@ -987,7 +1051,7 @@ def test_ctrl_c_ends_the_run_with_one_line_and_status_130_and_its_command_finish
     assert "resuming from the checkpoint at step 100" in resumed.stdout and "no evaluation" in resumed.stdout
 
 
-@pytest.mark.parametrize("script", ["fql.py", "fino.py"])
+@pytest.mark.parametrize("script", ["fql.py", "fino.py", "rldt.py"])
 def test_track_without_wandb_is_refused_at_start(script, tmp_path, monkeypatch):
     """--track needs wandb, which requirements.txt leaves out; the case runs whether or not this machine has it."""
     monkeypatch.setitem(sys.modules, "wandb", None)  # importlib.util.find_spec("wandb") now answers None

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -53,11 +54,33 @@ def small_setup(**overrides):
     old_actor = rldt.init_actor(jax.random.PRNGKey(1), nets, OBS_DIM)
     critic = rldt.init_critic(jax.random.PRNGKey(2), nets, OBS_DIM, rldt.optax.adam(1e-3)).params
     states = jax.random.uniform(jax.random.PRNGKey(3), (3, OBS_DIM), minval=-1, maxval=1)
-    draws = rldt.actor_draws(jax.random.PRNGKey(4), 3 * args.n_particles, HORIZON * ACTION_DIM, args.flow_steps)
-    targets_fn = jax.jit(
-        lambda *a: rldt.actor_targets(*a, nets=nets, args=args)[0]
-    )  # (actor, old, critic, states, draws)
+    draws = actor_draws(jax.random.PRNGKey(4), 3 * args.n_particles, args.flow_steps)
+    targets_fn = jax.jit(lambda *a: actor_targets(*a, nets=nets, args=args))  # (actor, old, critic, states, draws)
     return args, nets, actor, old_actor, critic, states, draws, targets_fn
+
+
+def actor_draws(key, num_rows: int, flow_steps: int) -> dict:
+    """The random numbers of one actor step, as `rldt.actor_step` draws them: the chains' noise, the step k of each
+    row, and the trust-region point's step and noise."""
+    noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
+    return {
+        "noise": jax.random.normal(noise_key, (num_rows, HORIZON * ACTION_DIM)),
+        "step": jax.random.randint(step_key, (num_rows,), 0, flow_steps),
+        "teacher_step": jax.random.randint(teacher_step_key, (num_rows,), 0, flow_steps),
+        "teacher_noise": jax.random.normal(teacher_noise_key, (num_rows, HORIZON * ACTION_DIM)),
+    }
+
+
+def actor_targets(params, old_params, critic_params, states, draws, nets, args) -> dict:
+    """The chain point x_k and t_k, the endpoint a and the field phi at E[a | x_k] of each row, from the policy's
+    documented pieces (`rldt.transport_field` for phi)."""
+    obs = jnp.repeat(states, args.n_particles, axis=0)
+    actions, chain = rldt.sample_actions(nets, params, obs, draws["noise"], args.flow_steps)
+    t = (draws["step"] / args.flow_steps)[:, None]
+    x = chain[draws["step"], jnp.arange(obs.shape[0])]
+    expected = rldt.expected_target(nets, params, obs, x, t)
+    field, _ = rldt.transport_field(nets, critic_params, obs, expected, actions, args)
+    return dict(x=x, t=t, actions=actions, field=field)
 
 
 @pytest.fixture(scope="module")
@@ -342,6 +365,15 @@ def test_actor_losses_by_hand_on_a_one_dimensional_linear_flow():
         assert normal["svgd_loss"] == pytest.approx((phi_0 - 3) / 2, rel=1e-5), svgd_temp
         assert normal["consistency_loss"] == pytest.approx(1 / 64, rel=1e-5)
         assert normal["action_sample_distance"] == pytest.approx(0.75, rel=1e-5)  # |1/2 + 1| over 4 pairs, 2 of them 0
+        assert normal["phi_norm"] == pytest.approx((abs(phi_0) + 3 / 2) / 2, rel=1e-5)
+        # Repulsion against attraction, for the state: |alpha (100/81) log 3 / 2| / |(28/27 / 2, 3/2)|.
+        ratio = alpha * 100 / 81 * math.log(3) / 2 / math.hypot(28 / 27 / 2, 3 / 2)
+        assert normal["repulsion_ratio"] == pytest.approx(ratio, rel=1e-5, abs=1e-7)
+    assert delta["phi_norm"] == pytest.approx(3.0, rel=1e-5)
+    # none: no field, so no alignment loss; the consistency and trust-region losses are those of the other types.
+    none = losses("none")
+    assert none["svgd_loss"] == 0 and none["phi_norm"] == 0
+    assert none["actor_loss"] == pytest.approx(1 / 64 + 0.1140625, rel=1e-5)
 
 
 def test_delta_ablation_uses_the_critic_gradient_at_the_expected_target():
@@ -443,21 +475,21 @@ class CountingEnv(gym.Env):
 def test_chunks_stop_at_the_end_of_the_episode_sum_rewards_and_count_truncation_as_done():
     identity = {"obs_min": -np.ones(1), "obs_max": np.ones(1), "action_min": -np.ones(1), "action_max": np.ones(1)}
     envs = gym.vector.SyncVectorEnv(
-        [lambda: rldt.ActionChunk(CountingEnv(), 4, identity, False)], autoreset_mode=gym.vector.AutoresetMode.DISABLED
+        [lambda: rldt.ActionChunk(gym.wrappers.RecordEpisodeStatistics(CountingEnv()), 4, identity)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
     obs = envs.reset(seed=0)[0]
-    tracker = {"return": np.zeros(1), "length": np.zeros(1, int), "success": np.zeros(1, bool)}
 
     class Progress:
         def update(self, n):
             pass
 
     policy = lambda params, obs, key: np.zeros((1, 4))  # noqa: E731
-    segments, _, finished = rldt.collect(envs, obs, tracker, policy, None, jax.random.PRNGKey(0), 3, Progress())
+    segments, _, finished = rldt.collect(envs, obs, policy, None, jax.random.PRNGKey(0), 3, Progress())
     np.testing.assert_allclose(segments["rewards"], [[1 + 2 + 3 + 4, 5 + 6, 1 + 2 + 3 + 4]])
     np.testing.assert_array_equal(segments["dones"], [[0, 1, 0]])  # the truncation after 2 of 4 actions is done
     np.testing.assert_allclose(segments["states"][0, :, 0], [0, 4, 0, 4], atol=1e-5)  # reset after the truncation
-    assert finished == [(21.0, 6, False)]
+    assert finished == [(21.0, 6)]
 
 
 # Host-side bookkeeping
@@ -644,21 +676,39 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_parameters(tmp_pat
     assert os.path.getsize(model) > 0 and not glob.glob(str(tmp_path / "runs" / "*" / "*.tmp"))
 
 
-def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch):
-    import minari
+def test_ctrl_c_ends_with_one_line_and_the_run_resumes_to_the_end(tmp_path, run_env):
+    flags = [*TINY, "--steps-per-iteration", "8", "--iterations", "3", "--checkpoint-every", "1"]
+    command = [sys.executable, os.path.join(ROOT, "rldt.py"), *flags]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 600
+    while not glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.json")) and time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert line.endswith(f"continue the run with: python rldt.py --resume {os.path.relpath(run_dir, tmp_path)}"), line
+    assert not glob.glob(os.path.join(run_dir, "*.tmp"))
+    resumed = run_rldt(tmp_path, run_env, "--resume", os.path.relpath(run_dir, tmp_path))
+    assert "Hopper-v5: final return" in resumed.stdout
+    assert len(scalars(run_dir)["eval/episodic_return"]) == 4  # before fine-tuning and after each iteration
 
-    def unavailable(dataset_id, download=False):
-        raise ConnectionError("no internet") if download else FileNotFoundError(dataset_id)
 
-    monkeypatch.setattr(minari, "load_dataset", unavailable)
-    monkeypatch.setenv("MINARI_DATASETS_PATH", "/nowhere")
+def test_a_missing_minari_dataset_says_how_to_make_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(rldt, "download", lambda fetch, host: "this machine is offline")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    task = rldt.resolve_task("walker2d", None)
     with pytest.raises(SystemExit) as stop:
-        rldt.minari_dataset("mujoco/walker2d/medium-v0")
+        rldt.load_episodes(task, rldt.Args(), 17, 6)
+    folder = tmp_path / "mujoco" / "walker2d" / "medium-v0"
     assert str(stop.value).splitlines() == [
-        "error: Minari dataset mujoco/walker2d/medium-v0 is not on this machine (looked in /nowhere) and could not be "
-        "downloaded (ConnectionError: no internet). Make it here with:",
-        "  python benchmark/train_expert.py --env-id Walker2d-v5",
-        "  python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
+        f"error: Minari dataset mujoco/walker2d/medium-v0 ({folder}) is not on this machine (this machine is offline)",
+        "  make it here with: python benchmark/train_expert.py --env-id Walker2d-v5",
+        "  then: python benchmark/make_dataset.py --dataset mujoco/walker2d/medium-v0",
     ]
 
 
