@@ -10,9 +10,13 @@ import os
 import gymnasium as gym
 import imageio.v3 as iio
 import ogbench  # noqa: F401  (registers the OGBench environments)
+import pytest
 from test_fql import logged_scalars, run_in_process
 
 from benchmark.summarize import read_events
+
+# Reading a video back starts ffmpeg, a fork that JAX warns of; the fork execs ffmpeg at once, so nothing can deadlock.
+pytestmark = pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 
 FQL_TINY = ["--offline-steps", "2", "--steps-per-call", "1", "--log-every", "1", "--eval-every", "2"]
 FQL_TINY += ["--actor-hidden-dims", "8", "--value-hidden-dims", "8", "--batch-size", "4"]
@@ -53,3 +57,31 @@ def test_fql_records_the_first_episodes_of_each_evaluation_and_logs_the_same_num
     output = run_in_process("fql.py", ["--load-model", f"{video}/fql.flax", "--capture-video"], tmp_path)
     assert f"videos: {video}/videos/loaded_seed0_0.mp4" in output
     assert iio.imread(f"{video}/videos/loaded_seed0_0.mp4").shape == (3, 200, 200, 3)
+
+
+RLDT_TINY = ["--actor-hidden-dims", "8", "--critic-hidden-dims", "8", "--time-dim", "4", "--pretrain-steps", "2"]
+RLDT_TINY += ["--pretrain-log-every", "1", "--pretrain-batch-size", "4", "--iterations", "0", "--num-envs", "2"]
+
+
+def test_rldt_records_hopper_evaluations_at_full_size_and_logs_the_same_numbers(tmp_path, minari_root, monkeypatch):
+    """Gymnasium renders only in the mode its env was made with: --capture-video makes the evaluation envs with
+    rgb_array, which changes no logged number. One frame per action, not per chunk: 3 frames of 480x480 for an episode
+    of two actions (one chunk of --horizon 4 cut short by the time limit). Then the saved policy, beside it."""
+    monkeypatch.setattr(gym.registry["Hopper-v5"], "max_episode_steps", 2)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", minari_root)
+    flags = [*RLDT_TINY, "--eval-episodes", "2"]
+    (tmp_path / "plain").mkdir(), (tmp_path / "video").mkdir()
+    run_in_process("rldt.py", flags, tmp_path / "plain")
+    run_in_process("rldt.py", [*flags, "--capture-video", "--save-model"], tmp_path / "video")
+    (plain,), (video,) = glob.glob(f"{tmp_path}/plain/runs/*"), glob.glob(f"{tmp_path}/video/runs/*")
+
+    assert os.listdir(os.path.join(video, "videos")) == ["eval_2_0.mp4"]
+    assert iio.imread(os.path.join(video, "videos", "eval_2_0.mp4")).shape == (3, 480, 480, 3)
+    assert iio.immeta(os.path.join(video, "videos", "eval_2_0.mp4"))["fps"] == 125  # Hopper's real time: dt 8 ms
+    assert video_steps(video) == [2]
+    scalars = logged_scalars(video)
+    assert ("eval/episodic_length", 2) in scalars and scalars == logged_scalars(plain)
+
+    output = run_in_process("rldt.py", ["--load-model", f"{video}/rldt.flax", "--capture-video"], tmp_path)
+    assert f"videos: {video}/videos/loaded_seed0_0.mp4" in output
+    assert iio.imread(f"{video}/videos/loaded_seed0_0.mp4").shape == (3, 480, 480, 3)
