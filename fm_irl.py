@@ -10,14 +10,20 @@ episodes in progress are restarted on resume.
 """
 
 import dataclasses
+import importlib.util
 import json
+import math
 import os
 import pickle
 import random
 import re
+import shlex
+import signal
+import socket
 import sys
 import time
 import warnings
+import zipfile
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
@@ -28,7 +34,6 @@ import flax.linen as nn
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 import ogbench  # noqa: F401  (registers the OGBench environments)
 import optax
@@ -49,20 +54,24 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     seed: int = 0
-    """seed of the experiment (Python, NumPy, JAX, environment resets, demonstration subsampling)"""
+    """seed of the experiment (Python, NumPy, JAX, environment resets, demonstration subsampling), in [0, 2^32)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
     wandb_project_name: str = "flow-rl"
     """the wandb's project name"""
     wandb_entity: str | None = None
     """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to record evaluation episodes as videos (`runs/{run_name}/videos`, and eval/video in TensorBoard)"""
+    video_episodes: int = 1
+    """with --capture-video: how many episodes of each evaluation to record (the first ones)"""
     save_model: bool = False
     """whether to save the student, the teacher and the observation statistics into `runs/{run_name}`"""
     load_model: str | None = None
     """path of a saved `.flax` file: skip training, load it (with the args.json beside it) and evaluate the student"""
     checkpoint_every: int = 0
-    """write `checkpoint.msgpack` into the run folder every this many environment steps (rounded up to whole
-    iterations); 0: never"""
+    """write `checkpoint.msgpack` into the run folder at the end of the first iteration past every multiple of this
+    many environment steps; 0: never"""
     resume: str | None = None
     """a run folder with a checkpoint: continue that run with its saved arguments (no other flag allowed)"""
 
@@ -77,6 +86,9 @@ class Args:
     """folder of the OGBench demonstration files made by `benchmark/make_dataset.py --demos`"""
     num_demos: int | None = None
     """demonstration trajectories used (the first ones of the dataset); default: the paper's value for the task"""
+    full_length_demos: bool = True
+    """Minari demonstrations: take the first episodes that last the whole time limit, as the official trajectory
+    saver keeps only those (an episode that ends in a fall is not an expert's); off: the first episodes"""
     demo_noise: float | None = None
     """train on the noisier demonstrations of `make_dataset.py --demos --noise X`, read from
     `<dataset-dir>/demos-noise<X>/` (the file's noise must be X); default: the demonstrations in --dataset-dir"""
@@ -99,7 +111,10 @@ class Args:
     learning_rate: float = 1e-4
     """Adam learning rate of the student (actor, log-std and critic together)"""
     anneal_lr: bool = True
-    """decay the student's learning rate linearly to 0, once per iteration"""
+    """decay the student's learning rate linearly to 0, once per iteration, over --lr-env-steps"""
+    lr_env_steps: int | None = None
+    """environment steps over which the learning rate decays (the official --lr-env-steps): a shorter run follows
+    the official schedule and stops early; default: the paper's budget for the task, or --total-timesteps if longer"""
     num_epochs: int = 10
     """PPO epochs over each rollout"""
     num_minibatches: int = 32
@@ -132,7 +147,7 @@ class Args:
     teacher_lr: float | None = None
     """Adam learning rate of the teacher; default: the paper's value for the task"""
     teacher_batch_size: int | None = None
-    """expert and agent pairs per teacher step (even); default: the paper's value for the task"""
+    """expert and agent pairs per teacher step (even, at most one rollout); default: the paper's value for the task"""
     label_dim: int | None = None
     """length of the all-ones (expert) or all-zeros (agent) label vector; default: the paper's value for the task"""
     demo_frac: float | None = None
@@ -152,6 +167,20 @@ class Args:
     """teacher (state, action) samples drawn fresh at every PPO minibatch; default: the paper's value for the task"""
     regularizer_flow_steps: int = 40
     """Euler steps of the teacher's sampler"""
+
+
+# What each flag accepts (a rule of RULES in the plumbing -> flags); None always passes: a value the task sets at start.
+FLAG_RULES = {
+    "count": "video_episodes total_timesteps num_envs num_steps eval_every num_eval_envs num_epochs num_minibatches "
+    "hidden_dim teacher_hidden_dim teacher_depth teacher_batch_size label_dim fm_time_levels regularizer_samples "
+    "regularizer_flow_steps num_demos lr_env_steps",
+    "count_or_off": "checkpoint_every eval_episodes",
+    "positive": "learning_rate clip_coef max_grad_norm adam_eps teacher_lr",
+    "non_negative": "ent_coef vf_coef disc_bc_coef regularizer_coef demo_noise",
+    "finite": "reward_bonus",
+    "fraction": "gamma gae_lambda",
+    "rate": "demo_frac",
+}
 
 
 class TaskSettings(NamedTuple):
@@ -189,13 +218,11 @@ ALIASES = {
     "cube-single": ("Fetch-pick", "cube-single-singletask-task2-v0", 156),  # about 64 steps
     "antmaze-large": ("Ant-goal", "antmaze-large-singletask-task1-v0", 20),  # a guess of about 500 steps
 }
-OGBENCH_FAMILIES = {
-    "pointmaze": "Maze2d",
-    "antmaze": "Ant-goal",
-    "cube": "Fetch-pick",
-    "scene": "Fetch-pick",
-    "puzzle": "Fetch-pick",
-}
+OGBENCH_FAMILIES = {"pointmaze": "Maze2d", "antmaze": "Ant-goal"} | dict.fromkeys(
+    ("cube", "scene", "puzzle"), "Fetch-pick"
+)
+# The Minari datasets that benchmark/make_dataset.py makes offline (with an expert of benchmark/train_expert.py).
+MINARI_ENVS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5", "ant": "Ant-v5"}
 
 
 class Task(NamedTuple):
@@ -231,150 +258,98 @@ def resolve_task(env_id: str) -> Task | None:
     return None
 
 
-def fail(flag: str, value, why: str):
-    print(f"error: --{flag} {value}: {why}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def check_args(args: Args) -> Task:
-    """Every flag, before anything slow: one `error:` line and exit status 2 for a bad value."""
-    task = resolve_task(args.env_id)
-    if task is None:
-        fail(
-            "env-id",
-            args.env_id,
-            f"unknown task; give one of {', '.join(ALIASES)} (OGBench ones optionally with "
-            "-taskN), a gymnasium MuJoCo id such as Ant-v5, or an OGBench single-task id such as "
-            "cube-double-singletask-task1-v0",
-        )
-    positive = ["num_envs", "num_eval_envs", "num_epochs", "num_minibatches", "hidden_dim", "teacher_hidden_dim"]
-    positive += ["teacher_depth", "fm_time_levels", "regularizer_flow_steps", "num_steps", "total_timesteps"]
-    positive += ["num_demos", "eval_every", "label_dim", "regularizer_samples", "teacher_batch_size"]
-    for name in positive:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            fail(name.replace("_", "-"), value, "must be positive; give an integer >= 1")
-    for name in ["checkpoint_every", "eval_episodes"]:
-        if getattr(args, name) is not None and getattr(args, name) < 0:
-            fail(name.replace("_", "-"), getattr(args, name), "must be >= 0 (0 turns it off)")
-    for name in ["learning_rate", "adam_eps", "clip_coef", "max_grad_norm", "teacher_lr"]:
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            fail(name.replace("_", "-"), getattr(args, name), "must be positive; give a number > 0")
-    for name in ["ent_coef", "vf_coef", "disc_bc_coef", "regularizer_coef", "demo_noise"]:
-        if getattr(args, name) is not None and getattr(args, name) < 0:
-            fail(name.replace("_", "-"), getattr(args, name), "must be >= 0; give a number >= 0")
-    for name in ["gamma", "gae_lambda"]:
-        if not 0 <= getattr(args, name) <= 1:
-            fail(name.replace("_", "-"), getattr(args, name), "must lie in [0, 1]")
-    if args.demo_frac is not None and not 0 < args.demo_frac <= 1:
-        fail("demo-frac", args.demo_frac, "must lie in (0, 1]")
-    if args.num_envs % 2:
-        fail("num-envs", args.num_envs, "must be even (the reward's antithetic time pairs halve each batch)")
-    if args.teacher_batch_size is not None and args.teacher_batch_size % 2:
-        fail("teacher-batch-size", args.teacher_batch_size, "must be even (antithetic time pairs); give 64 or 128")
-    settings = PAPER_TASKS[task.paper_task]
-    rollout_size = (args.num_steps or settings.num_steps) * args.num_envs
-    if (args.total_timesteps or settings.total_timesteps) < rollout_size:
-        fail("total-timesteps", args.total_timesteps, f"is less than one iteration of {rollout_size} steps")
-    if args.num_minibatches > rollout_size:
-        fail("num-minibatches", args.num_minibatches, f"exceeds the {rollout_size} transitions of a rollout")
-    if args.demo_noise is not None and task.locomotion:
-        fail("demo-noise", args.demo_noise, "applies to OGBench demonstrations only")
-    return task
-
-
 def with_task_defaults(args: Args, task: Task) -> Args:
     """Fill every unset per-task flag with the paper's value for the task; an explicit flag wins."""
     settings = PAPER_TASKS[task.paper_task]._asdict()
     values = {k: v for k, v in settings.items() if getattr(args, k) is None}
-    return dataclasses.replace(args, env_id=task.env_id, num_demos=args.num_demos or task.num_demos, **values)
+    lr_env_steps = args.lr_env_steps or max(settings["total_timesteps"], args.total_timesteps or 0)
+    num_demos = args.num_demos or task.num_demos
+    return dataclasses.replace(args, env_id=task.env_id, num_demos=num_demos, lr_env_steps=lr_env_steps, **values)
 
 
-def load_minari_demos(dataset_id: str, num_demos: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `num_demos` episodes of a Minari dataset: observations and actions, one row per step."""
-    import minari
-
-    try:
-        dataset = minari.load_dataset(dataset_id)
-    except Exception:
-        try:
-            dataset = minari.load_dataset(dataset_id, download=True)
-        except Exception as error:
-            name = (dataset_id.split("/") + [dataset_id])[1]  # mujoco/<name>/expert-v0
-            env_name = {"halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}.get(name, name.capitalize())
-            where = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
-            reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-            raise SystemExit(
-                f"error: Minari dataset {dataset_id} is not on this machine (looked in {where}) and could not be "
-                f"downloaded ({reason}). Make it here with:\n"
-                f"  python benchmark/train_expert.py --env-id {env_name}-v5\n"
-                f"  python benchmark/make_dataset.py --dataset {dataset_id}"
-            ) from None
-    episodes = list(dataset.iterate_episodes(range(min(num_demos, dataset.total_episodes))))
-    if len(episodes) < num_demos:
-        raise SystemExit(f"error: Minari dataset {dataset_id} has {len(episodes)} episodes, fewer than --num-demos")
-    observations = np.concatenate([ep.observations[:-1] for ep in episodes]).astype(np.float32)
-    return observations, np.concatenate([ep.actions for ep in episodes]).astype(np.float32)
-
-
-def load_ogbench_demos(path: str, task: Task, args: Args) -> tuple[np.ndarray, np.ndarray]:
-    """The first `num_demos` episodes of a demonstration file of `make_dataset.py --demos` (each row: s_t, a_t)."""
-    folder = os.path.dirname(path)
-    make = f"python benchmark/make_dataset.py --demos {task.env_id} --num-episodes {args.num_demos or 100}"
-    make += f" --noise {args.demo_noise:g}" if args.demo_noise is not None else ""
-    make = f"{make} --out-dir {folder}"
-    if not os.path.exists(path):
-        raise SystemExit(f"error: demonstration file not found: {path}\n  {make}")
-    try:
-        with np.load(path) as file:
-            data = {k: file[k] for k in file.files}
-    except Exception as error:  # zipfile, pickle and format errors of a broken file
-        raise SystemExit(f"error: {path} is not a readable .npz file ({type(error).__name__})\n  {make}") from None
-    if missing := {"observations", "actions", "terminals"} - set(data):
-        raise SystemExit(f"error: demonstration file {path} lacks the keys {sorted(missing)}\n  {make}")
-    if "env_name" in data and str(data["env_name"]) != task.env_id:
-        raise SystemExit(f"error: {path} holds demonstrations of {data['env_name']}, not {task.env_id}\n  {make}")
-    noise = float(data["noise"]) if "noise" in data else None
-    if args.demo_noise is not None and noise != args.demo_noise:
-        raise SystemExit(f"error: {path} was made with noise {noise}, not --demo-noise {args.demo_noise:g}\n  {make}")
-    ends = np.flatnonzero(data["terminals"])
-    num_demos = args.num_demos or len(ends)
-    if len(ends) < num_demos:
-        raise SystemExit(
-            f"error: {path} holds {len(ends)} demonstrations, fewer than --num-demos {num_demos}\n  {make}"
-        )
-    rows = ends[num_demos - 1] + 1
-    return data["observations"][:rows].astype(np.float32), data["actions"][:rows].astype(np.float32)
+def check_args(args: Args) -> Task:
+    """Every flag, before anything slow: the table above, then what depends on two flags (files: where they are read)."""
+    check_flags(args, FLAG_RULES)
+    task = resolve_task(args.env_id)
+    if task is None:
+        why = f"unknown task; give one of {', '.join(ALIASES)} (OGBench ones optionally with -taskN), a gymnasium "
+        fail("env_id", args.env_id, why + "MuJoCo id such as Ant-v5, or an OGBench single-task id")
+    settings = PAPER_TASKS[task.paper_task]
+    rollout_size = (args.num_steps or settings.num_steps) * args.num_envs
+    teacher_batch_size = args.teacher_batch_size or settings.teacher_batch_size
+    if args.num_envs % 2:
+        fail("num_envs", args.num_envs, "must be even (the reward's antithetic time pairs halve each batch)")
+    if teacher_batch_size % 2 or teacher_batch_size > rollout_size:
+        why = f"must be even (antithetic time pairs) and at most the {rollout_size} transitions of a rollout"
+        fail("teacher_batch_size", teacher_batch_size, why)
+    if (args.total_timesteps or settings.total_timesteps) < rollout_size:
+        fail("total_timesteps", args.total_timesteps, f"is less than one iteration of {rollout_size} steps")
+    if args.lr_env_steps is not None and args.lr_env_steps < (args.total_timesteps or settings.total_timesteps):
+        why = "must be at least --total-timesteps (the learning rate would turn negative); give more, or leave it out"
+        fail("lr_env_steps", args.lr_env_steps, why)
+    if args.num_minibatches > rollout_size:
+        fail("num_minibatches", args.num_minibatches, f"exceeds the {rollout_size} transitions of a rollout")
+    if args.demo_noise is not None and task.locomotion:
+        fail("demo_noise", args.demo_noise, "applies to OGBench demonstrations only")
+    return task
 
 
-def load_demos(task: Task, args: Args) -> dict:
-    """Demonstration (s, a) pairs of the task, with the official random subset of transitions (`demo_frac`)."""
+# Data: the demonstrations, read in full and checked at start
+def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
+    """The first `num_demos` demonstrations as (s, a) pairs, of which the official random subset (`demo_frac`) is kept.
+    Locomotion reads a Minari dataset, the OGBench tasks a file of `make_dataset.py --demos` (each row: s_t, a_t)."""
+    shapes = {"observations": (obs_dim,), "actions": (action_dim,)}
     if task.locomotion:
         source = args.dataset_id or task.dataset
-        observations, actions = load_minari_demos(source, args.num_demos)
+        name = re.fullmatch(r"mujoco/(\w+)/(simple|medium|expert)-v0", source)
+        remake = f"  benchmark/make_dataset.py makes mujoco/<{'|'.join(MINARI_ENVS)}>/<simple|medium|expert>-v0 only"
+        if name and name[1] in MINARI_ENVS:
+            remake = f"  python benchmark/train_expert.py --env-id {MINARI_ENVS[name[1]]}\n"
+            remake += f"  python benchmark/make_dataset.py --dataset {source}"
+        episodes = read_minari(source, shapes, args.env_id, remake)
+        kept = "episodes"
+        if args.full_length_demos:  # episodes cut by the time limit, not ended by a fall
+            time_limit = gym.spec(args.env_id).max_episode_steps
+            episodes = [episode for episode in episodes if len(episode.actions) == time_limit]
+            kept = f"episodes of the whole {time_limit} steps (--no-full-length-demos: of any length)"
+        num_episodes, num_demos = len(episodes), args.num_demos
+        print(f"demonstrations: episodes {[int(episode.id) for episode in episodes[:num_demos]]} of {source}")
+        observations = np.concatenate([episode.observations[:-1] for episode in episodes[:num_demos]])
+        actions = np.concatenate([episode.actions for episode in episodes[:num_demos]])
     else:
-        if args.dataset_id and args.dataset_id.endswith(".npz"):
-            source = os.path.expanduser(args.dataset_id)
-        else:
-            folder = os.path.expanduser(args.dataset_dir)
-            if args.demo_noise is not None:
-                folder = os.path.join(folder, f"demos-noise{args.demo_noise:g}")
-            source = os.path.join(folder, f"{args.dataset_id or task.dataset}.npz")
-        observations, actions = load_ogbench_demos(source, task, args)
+        folder = os.path.expanduser(args.dataset_dir)
+        folder = os.path.join(folder, f"demos-noise{args.demo_noise:g}") if args.demo_noise is not None else folder
+        source = os.path.join(folder, f"{args.dataset_id or task.dataset}.npz")
+        source = os.path.expanduser(args.dataset_id) if (args.dataset_id or "").endswith(".npz") else source
+        noise = f" --noise {args.demo_noise:g}" if args.demo_noise is not None else ""
+        remake = f"  python benchmark/make_dataset.py --demos {task.env_id} --num-episodes {args.num_demos or 100}"
+        remake += f"{noise} --out-dir {shlex.quote(os.path.dirname(source))}"
+        data = read_npz(source, shapes | {"terminals": ()}, args.env_id, remake)
+        if "env_name" in data and str(data["env_name"]) != task.env_id:
+            raise SystemExit(f"error: {source} holds demonstrations of {data['env_name']}, not {task.env_id}\n{remake}")
+        noise = float(data["noise"]) if "noise" in data else None
+        if args.demo_noise is not None and noise != args.demo_noise:
+            why = f"was made with noise {noise}, not --demo-noise {args.demo_noise:g}"
+            raise SystemExit(f"error: {source} {why}\n{remake}")
+        ends = np.flatnonzero(data["terminals"])  # the last step of each demonstration
+        num_episodes, num_demos = len(ends), args.num_demos or max(len(ends), 1)
+        rows = ends[num_demos - 1] + 1 if num_episodes >= num_demos else 0
+        observations, actions = data["observations"][:rows], data["actions"][:rows]
+        kept = "demonstrations"
+    if num_episodes < num_demos:
+        raise SystemExit(f"error: {source} holds {num_episodes} {kept}, fewer than --num-demos {num_demos}")
     keep = np.arange(len(observations))
     np.random.default_rng(args.seed).shuffle(keep)
     keep = keep[: int(len(keep) * args.demo_frac)]
     if len(keep) < args.teacher_batch_size:
-        raise SystemExit(
-            f"error: {source}: {len(keep)} demonstration transitions are kept, fewer than one teacher batch of "
-            f"{args.teacher_batch_size}; use more --num-demos or a smaller --teacher-batch-size"
-        )
+        why = f"{len(keep)} demonstration transitions are kept, fewer than one teacher batch"
+        raise SystemExit(f"error: {source}: {why}; use more --num-demos or a smaller --teacher-batch-size")
     print(f"demonstrations: {source}, {len(keep)} of their {len(observations)} steps used")
-    return {"observations": observations[keep], "actions": actions[keep]}
+    return {"observations": observations[keep].astype(np.float32), "actions": actions[keep].astype(np.float32)}
 
 
 # ALGO LOGIC: networks and training state
-xavier_uniform = nn.initializers.xavier_uniform()
+xavier_uniform, orthogonal = nn.initializers.xavier_uniform(), nn.initializers.orthogonal
 
 
 class Teacher(nn.Module):
@@ -413,10 +388,8 @@ class Actor(nn.Module):
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = obs
         for i in range(2):
-            h = nn.tanh(
-                nn.Dense(self.hidden_dim, kernel_init=nn.initializers.orthogonal(np.sqrt(2)), name=f"hidden_{i}")(h)
-            )
-        mean = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(1.0), name="mean")(h)
+            h = nn.tanh(nn.Dense(self.hidden_dim, kernel_init=orthogonal(np.sqrt(2)), name=f"hidden_{i}")(h))
+        mean = nn.Dense(self.action_dim, kernel_init=orthogonal(1.0), name="mean")(h)
         return mean, self.param("log_std", nn.initializers.zeros, (self.action_dim,))
 
 
@@ -427,10 +400,8 @@ class Critic(nn.Module):
     def __call__(self, obs: jax.Array) -> jax.Array:
         h = obs
         for i in range(2):
-            h = nn.tanh(
-                nn.Dense(self.hidden_dim, kernel_init=nn.initializers.orthogonal(np.sqrt(2)), name=f"hidden_{i}")(h)
-            )
-        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(np.sqrt(2)), name="value")(h)[..., 0]
+            h = nn.tanh(nn.Dense(self.hidden_dim, kernel_init=orthogonal(np.sqrt(2)), name=f"hidden_{i}")(h))
+        return nn.Dense(1, kernel_init=orthogonal(np.sqrt(2)), name="value")(h)[..., 0]
 
 
 class Networks(NamedTuple):
@@ -470,13 +441,8 @@ def normalize_obs(obs, stats: RunningMeanStd):
 
 
 def make_networks(args: Args, obs_dim: int, action_dim: int):
-    nets = Networks(
-        teacher=Teacher(obs_dim + action_dim, args.teacher_hidden_dim, args.teacher_depth, args.time_embedding),
-        actor=Actor(action_dim, args.hidden_dim),
-        critic=Critic(args.hidden_dim),
-        obs_dim=obs_dim,
-        action_dim=action_dim,
-    )
+    teacher = Teacher(obs_dim + action_dim, args.teacher_hidden_dim, args.teacher_depth, args.time_embedding)
+    nets = Networks(teacher, Actor(action_dim, args.hidden_dim), Critic(args.hidden_dim), obs_dim, action_dim)
     # The student's learning rate is applied outside optax, so that it can decay once per iteration.
     return nets, optax.scale_by_adam(eps=args.adam_eps), optax.adam(args.teacher_lr)
 
@@ -488,17 +454,6 @@ def init_train_state(key, nets: Networks, student_tx, teacher_tx, args: Args) ->
     student = {"actor": nets.actor.init(actor_key, obs), "critic": nets.critic.init(critic_key, obs)}
     teacher = nets.teacher.init(teacher_key, x, label, jnp.zeros(2))
     return TrainState(student, student_tx.init(student), teacher, teacher_tx.init(teacher))
-
-
-def gaussian_log_prob(mean, log_std, action):
-    return jnp.sum(-0.5 * ((action - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
-
-
-def act(student, obs, key, step, nets: Networks):
-    """Sample a ~ N(mean(s), std) for every environment: the action, its log-prob and V(s)."""
-    mean, log_std = nets.actor.apply(student["actor"], obs)
-    action = mean + jnp.exp(log_std) * jax.random.normal(jax.random.fold_in(key, step), mean.shape)
-    return action, gaussian_log_prob(mean, log_std, action), nets.critic.apply(student["critic"], obs)
 
 
 # ALGO LOGIC: teacher (flow matching), discriminator and reward
@@ -649,6 +604,10 @@ def compute_gae(rewards, values, next_value, next_masks, time_limit_masks, args:
     return advantages, advantages + values
 
 
+def gaussian_log_prob(mean, log_std, action):
+    return jnp.sum(-0.5 * ((action - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
 def ppo_loss(student, batch, reg_states, reg_actions, nets: Networks, args: Args):
     mean, log_std = nets.actor.apply(student["actor"], batch["obs"])
     value = nets.critic.apply(student["critic"], batch["obs"])
@@ -721,22 +680,30 @@ def ppo_update(state: TrainState, rollout: Rollout, rewards, learning_rate, key,
     return state._replace(student=student, student_opt=opt_state), info
 
 
-# Environments: rollouts and evaluation (host side)
+# Acting and evaluation (host side)
+def act(student, obs, key, step, nets: Networks):
+    """Sample a ~ N(mean(s), std) for every environment: the action, its log-prob and V(s)."""
+    mean, log_std = nets.actor.apply(student["actor"], obs)
+    action = mean + jnp.exp(log_std) * jax.random.normal(jax.random.fold_in(key, step), mean.shape)
+    return action, gaussian_log_prob(mean, log_std, action), nets.critic.apply(student["critic"], obs)
+
+
 class TrainingEnvs:
     """The training environments as the official VecNormalize wrapper shows them: auto-reset in the same step, and
-    observations normalised with running statistics that every reset and step update."""
+    observations normalised with running statistics that every reset and step update. gymnasium's
+    RecordEpisodeStatistics keeps the returns and lengths of the last 100 episodes; their successes are kept beside."""
 
     def __init__(self, env_id: str, num_envs: int, seed: int):
-        self.envs = gym.vector.SyncVectorEnv(
+        envs = gym.vector.SyncVectorEnv(
             [partial(gym.make, env_id)] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
         )
-        self.low, self.high = self.envs.single_action_space.low, self.envs.single_action_space.high
-        obs_dim = self.envs.single_observation_space.shape[0]
+        self.envs = gym.wrappers.vector.RecordEpisodeStatistics(envs, buffer_length=100)
+        self.successes = deque(maxlen=100)
+        self.low, self.high = envs.single_action_space.low, envs.single_action_space.high
+        obs_dim = envs.single_observation_space.shape[0]
         self.obs_stats = RunningMeanStd(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32), 1e-4)
         self.obs = self.observe(self.envs.reset(seed=[seed + i for i in range(num_envs)])[0])
         self.prev_done = np.ones(num_envs, bool)  # the first observation starts an episode
-        self.episode_return, self.episode_length = np.zeros(num_envs), np.zeros(num_envs, np.int64)
-        self.finished = deque(maxlen=100)  # (return, length, success) of the last training episodes
 
     def observe(self, raw_obs) -> np.ndarray:
         raw_obs = raw_obs.astype(np.float32)
@@ -744,66 +711,19 @@ class TrainingEnvs:
         return normalize_obs(raw_obs, self.obs_stats).astype(np.float32)
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray]:
-        raw_obs, reward, terminated, truncated, info = self.envs.step(np.clip(actions, self.low, self.high))
-        self.episode_return += reward
-        self.episode_length += 1
+        raw_obs, _, terminated, truncated, info = self.envs.step(np.clip(actions, self.low, self.high))
         done = terminated | truncated
         for i in np.flatnonzero(done):
-            success = info["final_info"].get("success", np.full(len(done), np.nan))[i]
-            self.finished.append((self.episode_return[i], self.episode_length[i], float(success)))
-            self.episode_return[i], self.episode_length[i] = 0.0, 0
+            self.successes.append(float(info["final_info"].get("success", np.full(len(done), np.nan))[i]))
         self.obs, self.prev_done = self.observe(raw_obs), done
         return done, truncated
 
-    def state_dict(self, with_simulators: bool) -> dict:
-        sims = [simulator_state(env) for env in self.envs.envs] if with_simulators else []
-        return {
-            "obs_stats": self.obs_stats._asdict(),
-            "obs": self.obs,
-            "prev_done": self.prev_done,
-            "episode_return": self.episode_return,
-            "episode_length": self.episode_length,
-            "finished": np.array(self.finished, np.float64).reshape(-1, 3),
-            "simulators": np.frombuffer(pickle.dumps(sims), np.uint8),
-        }
-
-    def load_state_dict(self, saved: dict, restart_seed: int):
-        stats = saved["obs_stats"]
-        self.obs_stats = RunningMeanStd(np.array(stats["mean"]), np.array(stats["var"]), float(stats["count"]))
-        self.finished.extend(map(tuple, saved["finished"]))
-        sims = pickle.loads(saved["simulators"].tobytes())
-        if sims:  # continue the episodes in progress exactly
-            for env, sim in zip(self.envs.envs, sims, strict=True):
-                restore_simulator(env, sim)
-            self.obs, self.prev_done = np.array(saved["obs"]), np.array(saved["prev_done"])
-            self.episode_return, self.episode_length = (
-                np.array(saved["episode_return"]),
-                np.array(saved["episode_length"]),
-            )
-        else:  # restart them
-            self.obs = self.observe(self.envs.reset(seed=[restart_seed + i for i in range(self.envs.num_envs)])[0])
-
-
-def time_limit_wrapper(env):
-    while not hasattr(env, "_elapsed_steps"):
-        env = env.env
-    return env
-
-
-def simulator_state(env) -> tuple:
-    """Everything that decides a gymnasium MuJoCo env's future: physics, time-limit counter, reset generator."""
-    model, data = env.unwrapped.model, env.unwrapped.data
-    physics = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_INTEGRATION))
-    mujoco.mj_getState(model, data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
-    return physics, time_limit_wrapper(env)._elapsed_steps, env.unwrapped.np_random.bit_generator.state
-
-
-def restore_simulator(env, state: tuple):
-    model, data = env.unwrapped.model, env.unwrapped.data
-    mujoco.mj_setState(model, data, state[0], mujoco.mjtState.mjSTATE_INTEGRATION)
-    mujoco.mj_forward(model, data)
-    time_limit_wrapper(env)._elapsed_steps = state[1]
-    env.unwrapped.np_random.bit_generator.state = state[2]
+    def episode_stats(self) -> dict:
+        """Mean return, length (and success) of the last 100 training episodes: the metrics of the paper's curves."""
+        if not self.successes:
+            return {}
+        stats = {"episodic_return": np.mean(self.envs.return_queue), "episodic_length": np.mean(self.envs.length_queue)}
+        return stats | ({"success": np.mean(self.successes)} if not np.isnan(self.successes).any() else {})
 
 
 def collect_rollout(train_envs: TrainingEnvs, policy, student, key, num_steps: int, clip_actions: bool, progress=None):
@@ -823,127 +743,118 @@ def collect_rollout(train_envs: TrainingEnvs, policy, student, key, num_steps: i
     return Rollout(obs, actions, log_probs, values, dones, time_limits, start_masks, train_envs.obs.copy())
 
 
-def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int) -> dict:
-    """Episodes in rounds of len(envs) environments in lockstep; stochastic student, frozen observation statistics."""
-    returns, lengths, successes = [], [], []
+def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int, videos=()) -> dict:
+    """Episodes in rounds of len(envs) environments (wrapped in RecordEpisodeStatistics) in lockstep; stochastic
+    student, frozen observation statistics. `videos`, empty lists, receive the frames of the first len(videos)
+    episodes (rendering draws no random numbers)."""
+    returns, lengths, successes = np.zeros(num_episodes), np.zeros(num_episodes), np.zeros(num_episodes)
     low, high = envs[0].action_space.low, envs[0].action_space.high
     for first in range(0, num_episodes, len(envs)):
         active = envs[: min(len(envs), num_episodes - first)]
         raw = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)]).astype(np.float32)
-        done, ep_return, ep_length, ep_success = (
-            np.zeros(len(active), bool),
-            np.zeros(len(active)),
-            np.zeros(len(active)),
-            np.zeros(len(active)),
-        )
-        step = 0
+        recorded = videos[first : first + len(active)]  # the frame lists of this round's recorded episodes
+        for i, frames in enumerate(recorded):
+            frames.append(active[i].render())
+        done, step = np.zeros(len(active), bool), 0
         while not done.all():
-            actions = np.clip(
-                np.asarray(policy(student, normalize_obs(raw, obs_stats), key, first * 10**6 + step)[0]), low, high
-            )
-            for i, env in enumerate(active):
-                if done[i]:
-                    continue
-                obs, reward, terminated, truncated, info = env.step(actions[i])
-                raw[i] = obs
-                ep_return[i] += reward
-                ep_length[i] += 1
-                ep_success[i] = info.get("success", np.nan)
-                done[i] = terminated or truncated
+            obs = normalize_obs(raw, obs_stats)
+            actions = np.clip(np.asarray(policy(student, obs, key, first * 10**6 + step)[0]), low, high)
+            for i in np.flatnonzero(~done):
+                raw[i], _, terminated, truncated, info = active[i].step(actions[i])
+                if i < len(recorded):
+                    recorded[i].append(active[i].render())
+                if terminated or truncated:
+                    done[i] = True
+                    returns[first + i], lengths[first + i] = info["episode"]["r"], info["episode"]["l"]
+                    successes[first + i] = info.get("success", np.nan)
             step += 1
-        returns += ep_return.tolist()
-        lengths += ep_length.tolist()
-        successes += ep_success.tolist()
-    result = {"episodic_return": np.mean(returns), "episodic_length": np.mean(lengths)}
-    return result | ({"success": np.mean(successes)} if not np.isnan(successes).any() else {})
+    result = {"episodic_return": returns.mean(), "episodic_length": lengths.mean()}
+    return result | ({"success": successes.mean()} if not np.isnan(successes).any() else {})
 
 
-def training_episode_stats(finished) -> dict:
-    """Mean return, length (and success) of the last 100 training episodes: the metrics of the paper's curves."""
-    if not finished:
-        return {}
-    finished = np.array(finished)
-    stats = {"episodic_return": finished[:, 0].mean(), "episodic_length": finished[:, 1].mean()}
-    return stats | ({"success": finished[:, 2].mean()} if not np.isnan(finished[:, 2]).any() else {})
+# Saving and resuming: what a model and a checkpoint hold
+MODEL_KEYS = ("student", "teacher", "obs_stats")
+CHECKPOINT_KEYS = ("state", "reward_normalizer", "key", "iteration", "envs")
 
 
-# Save/load the model and the checkpoint
-def write_atomically(path: str, payload: bytes):
-    with open(path + ".tmp", "wb") as f:
-        f.write(payload)
-    os.replace(path + ".tmp", path)
+def saved_model(state: TrainState, obs_stats: RunningMeanStd) -> dict:
+    return {"student": state.student, "teacher": state.teacher, "obs_stats": obs_stats._asdict()}
 
 
-def save_model(run_dir: str, state: TrainState, obs_stats: RunningMeanStd, args: Args) -> str:
-    """The student, the teacher and the observation statistics (flax serialization), and the Args beside them."""
-    path = os.path.join(run_dir, f"{args.exp_name}.flax")
-    model = {"student": state.student, "teacher": state.teacher, "obs_stats": obs_stats._asdict()}
-    write_atomically(path, flax.serialization.to_bytes(model))
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
-    return path
+def load_model(path: str, obs_dim: int, action_dim: int) -> tuple[Networks, dict, RunningMeanStd]:
+    """A model saved by --save-model: the networks of the Args saved beside it, the student, the observation statistics."""
+    saved_args, saved = read_model(path, MODEL_KEYS)
+    nets, student_tx, teacher_tx = make_networks(saved_args, obs_dim, action_dim)
+    state = jax.eval_shape(lambda: init_train_state(jax.random.PRNGKey(0), nets, student_tx, teacher_tx, saved_args))
+    stats = {"mean": np.zeros(obs_dim, np.float32), "var": np.zeros(obs_dim, np.float32), "count": 0.0}
+    model = restore({"student": state.student, "teacher": state.teacher, "obs_stats": stats}, saved, path)
+    return nets, model["student"], RunningMeanStd(**model["obs_stats"])
 
 
-def load_model(path: str, obs_dim: int, action_dim: int):
-    """Inverse of `save_model`: (saved Args, networks, student parameters, observation statistics)."""
-    remake = "  python fm_irl.py --env-id <task> --save-model   # writes runs/<run>/fm_irl.flax"
-    try:
-        with open(os.path.join(os.path.dirname(path), "args.json")) as f:
-            saved_args = Args(**json.load(f))
-        nets, student_tx, teacher_tx = make_networks(saved_args, obs_dim, action_dim)
-        template = init_train_state(jax.random.PRNGKey(0), nets, student_tx, teacher_tx, saved_args)
-        stats = {"mean": np.zeros(obs_dim, np.float32), "var": np.zeros(obs_dim, np.float32), "count": 0.0}
-        target = {"student": template.student, "teacher": template.teacher, "obs_stats": stats}
-        with open(path, "rb") as f:
-            model = flax.serialization.from_bytes(target, f.read())
-        if [np.shape(x) for x in jax.tree.leaves(model)] != [np.shape(x) for x in jax.tree.leaves(target)]:
-            raise ValueError("parameter shapes differ from those of its args.json")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(
-            f"error: {path} is not a model saved by fm_irl.py ({type(error).__name__})\n{remake}"
-        ) from None
-    return saved_args, nets, model["student"], RunningMeanStd(**model["obs_stats"])
+def run_state(state, normalizer, key, iteration: int, train_envs: TrainingEnvs, with_simulators: bool) -> dict:
+    """Everything a checkpoint holds: the training state, the return normaliser, the key, the iteration, and of the
+    training environments the observation statistics, the last 100 episodes and (gymnasium MuJoCo) the episodes in
+    progress with everything that decides their future: physics, time-limit counter, reset generator."""
+    import mujoco  # not at the top: --capture-video sets MUJOCO_GL first, which MuJoCo reads once, on import
+
+    envs = train_envs.envs
+    simulators = []
+    for env in envs.unwrapped.envs if with_simulators else []:
+        model, data = env.unwrapped.model, env.unwrapped.data
+        physics = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_INTEGRATION))
+        mujoco.mj_getState(model, data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+        simulators.append((physics, env._elapsed_steps, env.unwrapped.np_random.bit_generator.state))
+    finished = list(zip(envs.return_queue, envs.length_queue, train_envs.successes, strict=True))
+    environments = {
+        "obs_stats": train_envs.obs_stats._asdict(),
+        "obs": train_envs.obs,
+        "prev_done": train_envs.prev_done,
+        "episode_return": envs.episode_returns,
+        "episode_length": envs.episode_lengths,
+        "finished": np.array(finished, np.float64).reshape(-1, 3),
+        "simulators": np.frombuffer(pickle.dumps(simulators), np.uint8),
+    }
+    return {"state": state, "reward_normalizer": normalizer, "key": key, "iteration": iteration, "envs": environments}
 
 
-def read_saved_args(path: str) -> Args:
-    try:
-        with open(path) as f:
-            return Args(**json.load(f))
-    except (OSError, ValueError, TypeError) as error:
-        raise SystemExit(f"error: cannot read {path} ({type(error).__name__}): no fm_irl.py run wrote it") from None
+def restore_environments(train_envs: TrainingEnvs, saved: dict, restart_seed: int):
+    """The training environments as `run_state` saved them; OGBench episodes in progress restart."""
+    import mujoco
 
-
-def read_checkpoint(run_dir: str, env_id: str) -> dict:
-    path = os.path.join(run_dir, "checkpoint.msgpack")
-    try:
-        with open(path, "rb") as f:
-            checkpoint = flax.serialization.msgpack_restore(f.read())
-        int(checkpoint["iteration"])
-        if missing := {"state", "reward_normalizer", "key", "envs"} - set(checkpoint):
-            raise KeyError(f"missing {sorted(missing)}")
-    except (OSError, ValueError, KeyError, TypeError) as error:  # missing, truncated or not a checkpoint
-        raise SystemExit(
-            f"error: {path} cannot be read ({type(error).__name__}: {error}); a run writes it with "
-            "--checkpoint-every N:\n"
-            f"  python fm_irl.py --env-id {env_id} --checkpoint-every 100000"
-        ) from None
-    return checkpoint
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    if args.resume:  # the run's saved arguments, only --resume from the command line
-        if dataclasses.replace(args, resume=None) != Args():
-            fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
-        args = dataclasses.replace(read_saved_args(os.path.join(args.resume, "args.json")), resume=args.resume)
-    if args.load_model:  # evaluate the saved student on its own task
-        args = dataclasses.replace(
-            args, env_id=read_saved_args(os.path.join(os.path.dirname(args.load_model), "args.json")).env_id
+    envs, stats = train_envs.envs, saved["obs_stats"]
+    train_envs.obs_stats = RunningMeanStd(np.array(stats["mean"]), np.array(stats["var"]), float(stats["count"]))
+    for episode_return, episode_length, success in saved["finished"]:
+        envs.return_queue.append(episode_return)
+        envs.length_queue.append(int(episode_length))
+        train_envs.successes.append(success)
+    simulators = pickle.loads(saved["simulators"].tobytes())
+    if simulators:  # continue the episodes in progress exactly
+        for env, (physics, elapsed_steps, rng_state) in zip(envs.unwrapped.envs, simulators, strict=True):
+            model, data = env.unwrapped.model, env.unwrapped.data
+            mujoco.mj_setState(model, data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(model, data)
+            env._elapsed_steps, env.unwrapped.np_random.bit_generator.state = elapsed_steps, rng_state
+        train_envs.obs, train_envs.prev_done = np.array(saved["obs"]), np.array(saved["prev_done"])
+        envs.episode_returns, envs.episode_lengths = (
+            np.array(saved["episode_return"]),
+            np.array(saved["episode_length"]),
         )
+    else:  # restart them
+        train_envs.obs = train_envs.observe(envs.reset(seed=[restart_seed + i for i in range(envs.num_envs)])[0])
+
+
+# Training loop
+def main(args: Args) -> None:
+    args = run_args(args)  # with --resume: the arguments saved in the run folder
     task = check_args(args)
+    if args.load_model:  # evaluate a saved student on its own task
+        args = dataclasses.replace(args, env_id=read_model(args.load_model, MODEL_KEYS)[0].env_id)
+        task = check_args(args)
     args = with_task_defaults(args, task)
+    checkpoint = read_checkpoint(args, CHECKPOINT_KEYS) if args.resume else None
     batch_size = args.num_steps * args.num_envs
     num_iterations = args.total_timesteps // batch_size
+    lr_iterations = args.lr_env_steps // batch_size  # the official number of updates of the linear decay
     print(
         f"env: {args.env_id} (settings of the paper's {task.paper_task}); {num_iterations} iterations of {batch_size} "
         f"steps; teacher {args.teacher_depth}x{args.teacher_hidden_dim} lr {args.teacher_lr}; regulariser "
@@ -956,60 +867,42 @@ if __name__ == "__main__":
     key = jax.random.PRNGKey(args.seed)
     key, init_key, eval_key = jax.random.split(key, 3)
 
-    # A missing or broken checkpoint or dataset fails before anything slow.
-    checkpoint, start_iteration = (read_checkpoint(args.resume, args.env_id), None) if args.resume else (None, 0)
-    demos = None if args.load_model else load_demos(task, args)
-    eval_envs = [gym.make(args.env_id) for _ in range(max(1, min(args.num_eval_envs, args.eval_episodes)))]
+    num_eval_envs = max(1, min(args.num_eval_envs, args.eval_episodes))
+    render_mode = "rgb_array" if args.capture_video and task.locomotion else None  # OGBench's render in any mode
+    eval_envs = [
+        gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
+        for _ in range(num_eval_envs)
+    ]
     obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
     if args.load_model:
-        _, nets, student, obs_stats = load_model(args.load_model, obs_dim, action_dim)
+        nets, student, obs_stats = load_model(args.load_model, obs_dim, action_dim)
         policy = jax.jit(partial(act, nets=nets))
-        result = evaluate(eval_envs, policy, student, obs_stats, eval_key, args.eval_episodes, 10**6 * (args.seed + 1))
+        videos = [[] for _ in range(min(args.video_episodes, args.eval_episodes) if args.capture_video else 0)]
+        seed = 10**6 * (args.seed + 1)
+        result = evaluate(eval_envs, policy, student, obs_stats, eval_key, args.eval_episodes, seed, videos)
         print(f"{args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
-        raise SystemExit(0)
-    if demos["observations"].shape[1:] != (obs_dim,) or demos["actions"].shape[1:] != (action_dim,):
-        raise SystemExit(
-            f"error: the demonstrations have (s, a) of sizes {demos['observations'].shape[1:]}, "
-            f"{demos['actions'].shape[1:]}; {args.env_id} has ({obs_dim},), ({action_dim},)"
-        )
-    demos = jax.device_put(demos)
+        if videos:  # beside the model
+            paths = save_videos(os.path.dirname(args.load_model), f"loaded_seed{args.seed}", videos, eval_envs[0])
+            print("videos:", *paths)
+        return
+    demos = jax.device_put(load_demos(task, args, obs_dim, action_dim))
 
-    if checkpoint:
-        run_dir, start_iteration = args.resume, int(checkpoint["iteration"])
-        print(f"resuming after iteration {start_iteration} (step {start_iteration * batch_size})")
-    else:
-        run_dir = os.path.join("runs", f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump(dataclasses.asdict(args), f, indent=2)
-    print(f"run folder: {run_dir}")
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=os.path.basename(run_dir),
-            save_code=True,
-        )
-    writer = SummaryWriter(run_dir, purge_step=start_iteration * batch_size + 1 if checkpoint else None)
-    if not checkpoint:
-        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-
-    # ALGO LOGIC: initialise the networks, the environments and the compiled steps
+    # ALGO LOGIC: the networks, the environments and the compiled steps, or where the checkpoint left them
     nets, student_tx, teacher_tx = make_networks(args, obs_dim, action_dim)
     state = init_train_state(init_key, nets, student_tx, teacher_tx, args)
     train_envs = TrainingEnvs(args.env_id, args.num_envs, args.seed)
     normalizer = RewardNormalizer(RunningMeanStd(*jnp.array([0.0, 1.0, 1e-4])), jnp.zeros(args.num_envs))
-    if checkpoint:
-        state = flax.serialization.from_state_dict(state, checkpoint["state"])
-        normalizer = flax.serialization.from_state_dict(normalizer, checkpoint["reward_normalizer"])
-        key = jnp.asarray(checkpoint["key"], jnp.uint32)
-        train_envs.load_state_dict(checkpoint["envs"], restart_seed=args.seed + 1000 * start_iteration)
-    teacher_steps = min(demos["observations"].shape[0], batch_size) // args.teacher_batch_size
+    start_iteration = 0
+    if checkpoint is not None:
+        template = run_state(state, normalizer, key, 0, train_envs, task.locomotion)
+        template["envs"] |= {"finished": None, "simulators": None}  # of any length
+        run = restore(template, checkpoint, os.path.join(args.resume, "checkpoint.msgpack"))
+        state, normalizer, key, start_iteration = run["state"], run["reward_normalizer"], run["key"], run["iteration"]
+        restore_environments(train_envs, run["envs"], restart_seed=args.seed + 1000 * start_iteration)
+        print(f"resuming after iteration {start_iteration} (step {start_iteration * batch_size})")
+    run_dir, writer = open_run(args, args.env_id, start_iteration * batch_size)
+    print(f"run folder: {run_dir}")
+    teacher_steps = min(len(demos["observations"]), batch_size) // args.teacher_batch_size
     teacher_fn = jax.jit(
         partial(teacher_update, num_updates=teacher_steps, nets=nets, teacher_tx=teacher_tx, args=args)
     )
@@ -1017,80 +910,392 @@ if __name__ == "__main__":
     ppo_fn = jax.jit(partial(ppo_update, nets=nets, student_tx=student_tx, args=args))
     policy = jax.jit(partial(act, nets=nets))
 
-    def stop_on_nan(info: dict, what: str, iteration: int, last_good: TrainState):
-        path = save_model(run_dir, last_good, train_envs.obs_stats, args)
-        writer.close()
-        losses = ", ".join(f"{k} {float(v):.4g}" for k, v in info.items() if "loss" in k)
-        raise SystemExit(
-            f"error: the loss became NaN or infinite at step {(iteration + 1) * batch_size} ({what} of iteration "
-            f"{iteration + 1}: {losses}); the parameters of step {iteration * batch_size} are saved to {path}"
-        )
-
-    def write_checkpoint(iteration: int):
-        contents = {"state": state, "reward_normalizer": normalizer, "key": np.asarray(key), "iteration": iteration}
-        contents["envs"] = train_envs.state_dict(with_simulators=task.locomotion)
-        write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(contents))
-        with open(os.path.join(run_dir, "checkpoint.json"), "w") as f:
-            json.dump({"iteration": iteration, "step": iteration * batch_size, "time": time.time()}, f)
-
-    eval_interval = max(1, -(-args.eval_every // batch_size))
-    checkpoint_interval = max(1, -(-args.checkpoint_every // batch_size)) if args.checkpoint_every else 0
+    eval_interval = -(-args.eval_every // batch_size)  # whole iterations, rounded up
+    last_checkpoint = start_iteration * batch_size
     eval_result, start_time = {}, time.time()
     progress = tqdm(total=num_iterations * batch_size, initial=start_iteration * batch_size, unit="step", smoothing=0.1)
     for iteration in range(start_iteration, num_iterations):
         iteration_start = time.time()
         global_step = (iteration + 1) * batch_size
         key, rollout_key, teacher_key, reward_key, ppo_key = jax.random.split(key, 5)
-        learning_rate = args.learning_rate * (1 - iteration / num_iterations if args.anneal_lr else 1.0)
+        learning_rate = args.learning_rate * (1 - iteration / lr_iterations if args.anneal_lr else 1.0)
 
-        # 1) rollout with the current student; 2) teacher update; 3) relabel with the updated teacher; 4) PPO
+        # 1) rollout with the current student
         rollout = collect_rollout(
             train_envs, policy, state.student, rollout_key, args.num_steps, args.clip_actions, progress
         )
         rollout = jax.device_put(rollout)
+        # 2) teacher update: the demonstrations' pairs against this rollout's
         obs_stats = jax.tree.map(jnp.asarray, train_envs.obs_stats)
-        new_state, teacher_info = jax.device_get(
-            teacher_fn(state, demos, obs_stats, rollout.obs, rollout.actions, teacher_key)
-        )
-        if not np.isfinite(teacher_info["teacher_loss"]):
-            stop_on_nan(teacher_info, "teacher loss", iteration, state)
+        new_state, teacher_info = teacher_fn(state, demos, obs_stats, rollout.obs, rollout.actions, teacher_key)
+        # 3) rewards of the whole rollout from the updated teacher
         rewards, new_normalizer, reward_info = relabel_fn(
             new_state.teacher, rollout.obs, rollout.actions, rollout.start_masks, normalizer, reward_key
         )
-        new_state, ppo_info = jax.device_get(ppo_fn(new_state, rollout, rewards, learning_rate, ppo_key))
-        if not np.isfinite(ppo_info["ppo_loss"]):
-            stop_on_nan(ppo_info, "PPO loss", iteration, state)
+        # 4) PPO on those rewards, with the teacher regulariser
+        new_state, ppo_info = ppo_fn(new_state, rollout, rewards, learning_rate, ppo_key)
+        teacher_info, reward_info, ppo_info = jax.device_get((teacher_info, reward_info, ppo_info))
+        for loss, info in (("teacher loss", teacher_info["teacher_loss"]), ("PPO loss", ppo_info["ppo_loss"])):
+            if not np.isfinite(info):
+                path = save_model(run_dir, args.exp_name, saved_model(state, train_envs.obs_stats), args)
+                where = f" ({loss} of iteration {iteration + 1})"
+                stop_on_nan(global_step, global_step - batch_size, path, writer, progress, where)
         state, normalizer = new_state, new_normalizer
 
         for k, v in (teacher_info | ppo_info).items():
             writer.add_scalar(f"{'charts' if k.endswith(('disc_val', 'reward')) else 'losses'}/{k}", v, global_step)
-        for k, v in jax.device_get(reward_info).items():
+        for k, v in reward_info.items():
             writer.add_scalar(f"charts/mean_{k}", v, global_step)
         writer.add_scalar("charts/learning_rate", learning_rate, global_step)
         writer.add_scalar("charts/SPS", batch_size / (time.time() - iteration_start), global_step)
-        for k, v in training_episode_stats(train_envs.finished).items():  # the paper's curves
+        for k, v in train_envs.episode_stats().items():  # the paper's curves
             writer.add_scalar(f"charts/{k}", v, global_step)
         if args.eval_episodes and ((iteration + 1) % eval_interval == 0 or iteration + 1 == num_iterations):
-            noise_key, reset_seed = jax.random.fold_in(eval_key, global_step), 10**6 * (args.seed + 1) + global_step
+            noise_key, seed = jax.random.fold_in(eval_key, global_step), 10**6 * (args.seed + 1) + global_step
+            videos = [[] for _ in range(min(args.video_episodes, args.eval_episodes) if args.capture_video else 0)]
             eval_result = evaluate(
-                eval_envs, policy, state.student, train_envs.obs_stats, noise_key, args.eval_episodes, reset_seed
+                eval_envs, policy, state.student, train_envs.obs_stats, noise_key, args.eval_episodes, seed, videos
             )
+            if videos:
+                save_videos(run_dir, f"eval_{global_step}", videos, eval_envs[0], writer, global_step)
             for k, v in eval_result.items():
                 writer.add_scalar(f"eval/{k}", v, global_step)
             tqdm.write(f"step {global_step}: " + ", ".join(f"eval {k} {v:.3f}" for k, v in eval_result.items()))
-        if checkpoint_interval and (iteration + 1) % checkpoint_interval == 0:
-            write_checkpoint(iteration + 1)
+        if checkpoint_due(global_step, last_checkpoint, args.checkpoint_every, num_iterations * batch_size):
+            content = run_state(state, normalizer, key, iteration + 1, train_envs, task.locomotion)
+            writer, last_checkpoint = save_checkpoint(run_dir, content, global_step, writer), global_step
     progress.close()
 
     if args.save_model:
-        print(f"model saved to {save_model(run_dir, state, train_envs.obs_stats, args)}")
+        print(f"model saved to {save_model(run_dir, args.exp_name, saved_model(state, train_envs.obs_stats), args)}")
     wall_time = time.time() - start_time
     steps_per_second = (num_iterations - start_iteration) * batch_size / wall_time
-    final = training_episode_stats(train_envs.finished) | {f"eval {k}": v for k, v in eval_result.items()}
+    final = train_envs.episode_stats() | {f"eval {k}": v for k, v in eval_result.items()}
     print(
         f"{args.env_id}: final "
         + ", ".join(f"{k} {v:.3f}" for k, v in final.items() if "length" not in k)
-        + f" (training: last {len(train_envs.finished)} episodes) | wall time {wall_time:.0f} s | "
+        + f" (training: last {len(train_envs.successes)} episodes) | wall time {wall_time:.0f} s | "
         f"{steps_per_second:.1f} steps/s (evaluation and compile included)"
     )
     writer.close()
+
+
+# ======================================================================================================================
+# RUN PLUMBING: the same in every script; nothing here changes the numbers
+# ======================================================================================================================
+# Flag and file checks, saving and loading, checkpoints and resume, the run folder and its logs, the NaN stop, Ctrl-C: the
+# same text in every algorithm file (tests/test_plumbing.py); the scripts differ only in the data they pass in.
+SCRIPT = os.path.basename(__file__)
+RULES = {  # the rules of FLAG_RULES: (test of a value, what is wrong with another); None passes (a default set later)
+    "count": (lambda v: v >= 1, "must be positive; give an integer >= 1"),
+    "count_or_off": (lambda v: v >= 0, "must not be negative; give 0 (off) or more"),
+    "positive": (lambda v: 0 < v < math.inf, "must be a positive number"),
+    "non_negative": (lambda v: 0 <= v < math.inf, "must be a finite number >= 0"),
+    "finite": (lambda v: math.isfinite(v), "must be finite"),
+    "fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "rate": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "layers": (lambda v: len(v) > 0 and min(v) >= 1, "must be one or more positive layer sizes; give e.g. 256 256"),
+}
+
+
+def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2 (a tuple is shown as the command line gives it)."""
+    if isinstance(value, tuple):
+        value = " ".join(map(str, value)) or "(none)"
+    print(f"error: --{flag.replace('_', '-')}{'' if value is None else f' {value}'}: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_flags(args, rules: dict) -> None:
+    """The flags of every script, then the script's table (rule -> flags); what would fail at save time fails here."""
+    if not re.fullmatch(r"[^/\\#?%:\0]{1,100}", args.exp_name) or args.exp_name in (".", ".."):
+        why = "must be a non-empty name without '/' (nor \\ # ? % :) of at most 100 characters; it names the run folder"
+        fail("exp_name", repr(args.exp_name), why)
+    if not 0 <= args.seed < 2**32:
+        fail("seed", args.seed, "must be in [0, 2^32); give a non-negative integer")
+    if args.track and importlib.util.find_spec("wandb") is None:
+        fail("track", None, "wandb is not installed; install it (pip install wandb) or leave out --track")
+    if args.load_model is not None and args.eval_episodes == 0:
+        fail("eval_episodes", 0, "--load-model only evaluates; give at least 1 episode")
+    for rule, flags in rules.items():
+        for flag in flags.split():
+            if (value := getattr(args, flag)) is not None and not RULES[rule][0](value):
+                fail(flag, value, RULES[rule][1])
+    runs = "runs" if os.path.exists("runs") else "."
+    if args.resume is None and args.load_model is None and not (os.path.isdir(runs) and os.access(runs, os.W_OK)):
+        raise SystemExit(f"error: {os.path.abspath('runs')} must be a folder this user can write: it holds the run")
+    if args.capture_video:
+        check_rendering(args)
+
+
+def check_rendering(args) -> None:
+    """--capture-video: videos of evaluation episodes, a folder to write them in (a saved model's: beside it), and a
+    MuJoCo that renders without a window. MuJoCo reads MUJOCO_GL, its OpenGL backend, once, when it is first imported
+    (the scripts import it no earlier than here); if the user has not set it, egl: it needs no display."""
+    if args.eval_episodes is not None and args.video_episodes > args.eval_episodes:  # None: the task's, set later
+        why = f"--capture-video records the first --video-episodes ({args.video_episodes}) of them; give as many"
+        fail("eval_episodes", args.eval_episodes, why)
+    folder = os.path.dirname(args.load_model or "") or "."
+    if args.load_model and os.path.isdir(folder) and not os.access(folder, os.W_OK):
+        fail("load_model", args.load_model, "--capture-video writes the videos beside it; copy it somewhere writable")
+    if sys.platform == "linux":
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import mujoco
+
+        mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8).close()
+    except Exception as error:  # an unknown backend, a missing library, no display, no EGL device, ...
+        why = f"MuJoCo cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '')} ({type(error).__name__}: {error})"
+        fail("capture_video", None, f"{why}; set MUJOCO_GL to a backend that works here: egl, osmesa, glfw (a display)")
+
+
+def run_args(args):
+    """The command line's arguments, or with --resume (alone) those saved in the run folder; Ctrl-C ends it cleanly."""
+    on_ctrl_c(None)
+    if args.resume is None:
+        return args
+    if dataclasses.replace(args, resume=None) != Args():
+        fail("resume", args.resume, "takes no other flag; the run continues with the arguments saved in its folder")
+    return dataclasses.replace(read_args_json(os.path.join(args.resume, "args.json")), resume=args.resume)
+
+
+def command_line(args, **changes) -> str:
+    """The command that starts `args` with `changes` afresh: `python <script>` and each flag not at its default."""
+    words, defaults = ["python", SCRIPT], Args()
+    for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
+        flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
+        if value != getattr(defaults, name):  # a bool flag whose default is None takes a value: --flag True
+            toggle = isinstance(value, bool) and isinstance(getattr(defaults, name), bool)
+            words += [flag if value else f"--no-{flag[2:]}"] if toggle else [flag, *map(str, values)]
+    return shlex.join(words)
+
+
+def read_args_json(path: str):
+    """The Args saved in a run's args.json."""
+    try:
+        with open(path) as f:
+            return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.load(f).items()})
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found: every {SCRIPT} run writes it into its folder, runs/<run>") from None
+    except (OSError, ValueError, TypeError) as error:  # unreadable, not JSON, or the arguments of another script
+        raise SystemExit(f"error: {path} is not the args.json of a {SCRIPT} run ({error})") from None
+
+
+def read_flax(path: str, keys: tuple, what: str, remake: str) -> dict:
+    """The raw content of a model or checkpoint file, which must hold `keys`; `restore` gives it the run's structure."""
+    try:
+        with open(path, "rb") as f:
+            content = flax.serialization.msgpack_restore(f.read())
+        return {k: content[k] for k in keys}  # a KeyError names the first one missing
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        why = f"{type(error).__name__}: {error}"
+        raise SystemExit(f"error: {path} is not a {what} {SCRIPT} ({why})\n  {remake}") from None
+
+
+def read_model(path: str, keys: tuple) -> tuple:
+    """The Args saved beside a model file (its task and architecture) and the file's raw content, holding `keys`."""
+    if not os.path.isfile(path):
+        raise SystemExit(
+            f"error: saved model {path} not found\n  a run with --save-model writes one: python {SCRIPT} --save-model"
+        )
+    saved_args = read_args_json(os.path.join(os.path.dirname(path), "args.json"))
+    again = f"run it again: {command_line(saved_args, save_model=True)}"
+    return saved_args, read_flax(path, keys, "model saved by", again)
+
+
+def read_checkpoint(args, keys: tuple) -> dict:
+    """The raw content of the checkpoint of the run that --resume continues, holding `keys`."""
+    path = os.path.join(args.resume, "checkpoint.msgpack")
+    again = command_line(args, checkpoint_every=args.checkpoint_every or args.eval_every)
+    again = f"start the run again: {again}"
+    if not os.path.isfile(path):
+        why = "the run stopped before its first checkpoint or ran without --checkpoint-every"
+        raise SystemExit(f"error: {path} not found: {why}\n  {again}")
+    return read_flax(path, keys, "checkpoint of", again)
+
+
+def restore(template, saved: dict, path: str):
+    """`saved` (from read_flax) in the structure of `template`, leaf by leaf of the same shape; a None in the template
+    takes what was saved as it is (a replay buffer of any length)."""
+    try:
+        restored = flax.serialization.from_state_dict(template, saved)
+        fits = jax.tree.map(
+            lambda t, r: t is None or np.shape(t) == np.shape(r), template, restored, is_leaf=lambda x: x is None
+        )
+        if not all(jax.tree.leaves(fits)):
+            raise ValueError("its arrays do not have the shapes of the networks its args.json makes")
+    except (ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"error: {path} does not fit the run ({error})") from None
+    return restored
+
+
+def arrays_problem(arrays: dict, shapes: dict, env_id: str, same_length: bool = True) -> str | None:
+    """What is wrong with a dataset's arrays (None if nothing): a key of `shapes` missing, arrays of different lengths,
+    another shape per step than `shapes` gives (None: any), NaN or infinite values."""
+    if missing := set(shapes) - set(arrays):
+        return f"lacks the keys {sorted(missing)}"
+    lengths = {k: len(arrays[k]) for k in shapes}
+    if same_length and len(set(lengths.values())) > 1:
+        return f"holds arrays of different lengths {lengths}"
+    for k, shape in shapes.items():
+        if shape is not None and arrays[k].shape[1:] != tuple(shape):
+            return f"holds {k} of shape {arrays[k].shape[1:]} per step where {env_id} has {tuple(shape)}"
+    nonfinite = [k for k in shapes if arrays[k].dtype.kind == "f" and not np.isfinite(arrays[k]).all()]
+    return f"holds NaN or infinite {nonfinite[0]}" if nonfinite else None
+
+
+def read_npz(path: str, shapes: dict, env_id: str, remake: str) -> dict:
+    """Every array of an .npz dataset file, read in full once and checked by `arrays_problem`."""
+    problem = None if os.path.exists(path) else "not found"
+    if problem is None and not zipfile.is_zipfile(path):
+        problem = "is truncated or not an .npz file"
+    try:
+        with np.load(path) as file:
+            arrays = {k: file[k] for k in file.files}
+        problem = problem or arrays_problem(arrays, shapes, env_id)
+    except Exception as error:  # numpy raises many kinds on a corrupt array: BadZipFile, zlib.error, ValueError, ...
+        problem = problem or f"cannot be read ({type(error).__name__}: {error})"
+    if problem:
+        raise SystemExit(f"error: dataset file {path} {problem}\n{remake}")
+    return arrays
+
+
+def read_minari(dataset_id: str, shapes: dict, env_id: str, remake: str) -> list:
+    """Every episode of a Minari dataset, read in full once (downloaded first if it is missing and the machine is
+    online): at least one, with observations and actions checked by `arrays_problem`."""
+    import minari
+
+    folder = str(minari.storage.get_dataset_path(dataset_id))
+    why = "" if os.path.exists(folder) else download(lambda: minari.download_dataset(dataset_id), "huggingface.co")
+    try:
+        episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
+        problem = None if episodes else "holds no episode"
+    except Exception as error:  # h5py's and Minari's errors for a missing or damaged file
+        problem = f"is not on this machine ({why})" if why else f"cannot be read ({type(error).__name__}: {error})"
+    for episode in [] if problem else episodes:
+        problem = problem or arrays_problem(vars(episode), shapes, env_id, same_length=False)
+    if problem:
+        raise SystemExit(f"error: Minari dataset {dataset_id} ({folder}) {problem}\n{remake}")
+    return episodes
+
+
+def download(fetch, host: str) -> str:
+    """Run `fetch()` (a dataset's own download) if `host` answers at once; '' if it ran, else why not."""
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return "this machine is offline"
+    try:
+        fetch()
+    except Exception as error:  # the download's own errors: HTTP, disk, ...
+        return f"the download failed: {type(error).__name__}: {error}"
+    return ""
+
+
+def write_atomically(path: str, content: bytes) -> None:
+    """Write `path.tmp`, then rename it; Ctrl-C waits until the file is whole: nothing is left half-written."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(content)
+        os.replace(path + ".tmp", path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def save_model(run_dir: str, name: str, content: dict, args) -> str:
+    """`content` in `run_dir/<name>.flax` (flax serialization), and the run's Args beside it in args.json."""
+    write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
+    write_atomically(path := os.path.join(run_dir, f"{name}.flax"), flax.serialization.to_bytes(content))
+    return path
+
+
+def save_videos(folder: str, name: str, videos: list, env, writer: SummaryWriter | None = None, step: int = 0) -> list:
+    """Each episode's frames (from `env`) as folder/videos/<name>_<episode>.mp4 at the env's real-time frame rate, each
+    written under a temporary name, then renamed; with a writer, the episodes side by side as eval/video at `step`
+    (TensorBoard, and wandb with --track; the shorter ones hold their last frame). Returns the paths of the files."""
+    import imageio.v3 as iio  # writes through imageio-ffmpeg's own ffmpeg; both come with moviepy
+
+    fps = env.metadata.get("render_fps") or 1 / env.unwrapped.control_timestep()  # OGBench manipulation: no render_fps
+    os.makedirs(os.path.join(folder, "videos"), exist_ok=True)
+    paths = []
+    for episode, frames in enumerate(videos):
+        stem = os.path.join(folder, "videos", f"{name}_{episode}")
+        with warnings.catch_warnings():  # JAX warns of any fork; ffmpeg's fork runs no Python before its exec
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            iio.imwrite(f"{stem}.tmp.mp4", frames, fps=fps, macro_block_size=1)
+        os.replace(f"{stem}.tmp.mp4", f"{stem}.mp4")
+        paths.append(f"{stem}.mp4")
+    if writer is not None:
+        length = max(map(len, videos))
+        clips = np.stack([frames + frames[-1:] * (length - len(frames)) for frames in videos]).transpose(0, 1, 4, 2, 3)
+        writer.add_video("eval/video", clips, step, fps=min(fps, 50))  # a GIF: browsers slow frames under 20 ms down
+    return paths
+
+
+def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:
+    """The run folder, runs/{env_id}__{exp_name}__{seed}__{time}, and its TensorBoard writer. A new run writes args.json
+    and its hyperparameters; a resumed run (at `step`) continues its wandb run and hides what the interrupted run
+    logged after its checkpoint (TensorBoard's purge)."""
+    run_dir = f"runs/{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.normpath(args.resume) if args.resume else run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb
+
+        name = os.path.basename(run_dir)  # the same id: a resumed run continues its wandb run
+        settings = dict(name=name, id=name, resume="allow", config=vars(args), sync_tensorboard=True, save_code=True)
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, **settings)
+    writer = SummaryWriter(run_dir, purge_step=step + 1 if args.resume else None, filename_suffix=f".{time.time_ns()}")
+    if args.resume is None:
+        write_atomically(f"{run_dir}/args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    on_ctrl_c(run_dir)
+    return run_dir, writer
+
+
+def save_checkpoint(run_dir: str, content: dict, step: int, writer: SummaryWriter) -> SummaryWriter:
+    """`content`, everything the run needs to continue, in checkpoint.msgpack (its scalars and `step` in
+    checkpoint.json), with every event logged so far on disk first; returns the writer of the events that follow (a new
+    file: the suffix keeps files of one second apart and in order)."""
+    writer.close()
+    write_atomically(os.path.join(run_dir, "checkpoint.msgpack"), flax.serialization.to_bytes(content))
+    scalars = {k: v for k, v in content.items() if isinstance(v, int | float | str)}  # for a look without loading
+    write_atomically(os.path.join(run_dir, "checkpoint.json"), json.dumps(scalars | {"step": step}).encode())
+    return SummaryWriter(run_dir, filename_suffix=f".{time.time_ns()}")
+
+
+def on_ctrl_c(run_dir: str | None) -> None:
+    """From now on Ctrl-C ends the run with one line, where its last checkpoint is and how to continue, status 130."""
+
+    def stop(signum, frame):
+        summary = os.path.join(run_dir or ".", "checkpoint.json")
+        line = f"{run_dir} holds no checkpoint (--checkpoint-every N writes them)" if run_dir else "nothing was written"
+        if run_dir and os.path.exists(summary):
+            with open(summary) as f:
+                line = f"the last checkpoint is in {run_dir} (step {json.load(f)['step']}); continue the run with: "
+            line += shlex.join(["python", SCRIPT, "--resume", run_dir])
+        for bar in list(tqdm._instances):  # closed first, so that this line is the last one
+            bar.close()
+        print(f"interrupted: {line}", file=sys.stderr)
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGINT, stop)
+
+
+def checkpoint_due(step: int, last_checkpoint: int, every: int, total_steps: int) -> bool:
+    """A multiple of --checkpoint-every (0: never) was passed since the last checkpoint, and the run is not over."""
+    return every > 0 and step < total_steps and step // every > last_checkpoint // every
+
+
+def stop_on_nan(step: int, good_step: int, saved: str, writer: SummaryWriter, progress: tqdm, where: str = ""):
+    """A NaN or infinite loss at `step`: end the run with the step and where the last good parameters are saved."""
+    progress.close()
+    writer.close()
+    saved = f"parameters of step {good_step} saved to {saved}"
+    raise SystemExit(f"error: the loss became NaN or infinite at step {step}{where} ({saved})")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -628,7 +628,7 @@ def check_rendering(args) -> None:
     """--capture-video: videos of evaluation episodes, a folder to write them in (a saved model's: beside it), and a
     MuJoCo that renders without a window. MuJoCo reads MUJOCO_GL, its OpenGL backend, once, when it is first imported
     (the scripts import it no earlier than here); if the user has not set it, egl: it needs no display."""
-    if args.video_episodes > args.eval_episodes:
+    if args.eval_episodes is not None and args.video_episodes > args.eval_episodes:  # None: the task's, set later
         why = f"--capture-video records the first --video-episodes ({args.video_episodes}) of them; give as many"
         fail("eval_episodes", args.eval_episodes, why)
     folder = os.path.dirname(args.load_model or "") or "."
@@ -660,8 +660,9 @@ def command_line(args, **changes) -> str:
     words, defaults = ["python", SCRIPT], Args()
     for name, value in vars(dataclasses.replace(args, resume=None, load_model=None, **changes)).items():
         flag, values = "--" + name.replace("_", "-"), value if isinstance(value, tuple) else (value,)
-        if value != getattr(defaults, name):
-            words += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, *map(str, values)]
+        if value != getattr(defaults, name):  # a bool flag whose default is None takes a value: --flag True
+            toggle = isinstance(value, bool) and isinstance(getattr(defaults, name), bool)
+            words += [flag if value else f"--no-{flag[2:]}"] if toggle else [flag, *map(str, values)]
     return shlex.join(words)
 
 

@@ -94,7 +94,26 @@ RUNS = {
         ],
     },
     "fm_irl.py": {
-        "online loop": ["--env-id", "hopper", "--num-demos", "4", "--total-timesteps", "1024", *FM_IRL_SMALL],
+        "online loop": [
+            "--env-id",
+            "hopper",
+            "--num-demos",
+            "4",
+            "--no-full-length-demos",
+            "--total-timesteps",
+            "1024",
+            *FM_IRL_SMALL,
+        ],
+        "online loop, both ablations, seed 3": [
+            "--env-id",
+            "hopper",
+            "--num-demos",
+            "4",
+            "--no-full-length-demos",
+            "--total-timesteps",
+            "768",
+        ]
+        + ["--disc-bc-coef", "0", "--regularizer-coef", "0", "--seed", "3", *FM_IRL_SMALL],
     },
 }
 TIMINGS = {"charts/SPS", "charts/rollout_seconds", "charts/critic_seconds", "charts/actor_seconds"}

@@ -451,6 +451,7 @@ SUGGESTIONS_CHECKED = (
     "fql.py",
     "fino.py",
     "rldt.py",
+    "fm_irl.py",
 )  # scripts whose suggested commands the next test parses and checks
 
 
@@ -699,15 +700,20 @@ CASES += [
     Case("fm_irl.py", ["--teacher-batch-size", "7"], 2, "--teacher-batch-size 7: must be even"),
     Case("fm_irl.py", ["--total-timesteps", "100"], 2, "--total-timesteps 100: is less than one iteration of 4096"),
     Case("fm_irl.py", ["--num-minibatches", "9999"], 2, "--num-minibatches 9999: exceeds the 4096 transitions"),
-    Case("fm_irl.py", ["--gamma", "1.5"], 2, "--gamma 1.5: must lie in [0, 1]"),
-    Case("fm_irl.py", ["--demo-frac", "0"], 2, "--demo-frac 0.0: must lie in (0, 1]"),
-    Case("fm_irl.py", ["--learning-rate", "0"], 2, "--learning-rate 0.0: must be positive"),
-    Case("fm_irl.py", ["--regularizer-coef", "-1"], 2, "--regularizer-coef -1.0: must be >= 0"),
-    Case("fm_irl.py", ["--eval-episodes", "-1"], 2, "--eval-episodes -1: must be >= 0"),
-    Case("fm_irl.py", ["--checkpoint-every", "-5"], 2, "--checkpoint-every -5: must be >= 0"),
+    Case("fm_irl.py", ["--gamma", "1.5"], 2, "--gamma 1.5: must be in [0, 1]"),
+    Case("fm_irl.py", ["--demo-frac", "0"], 2, "--demo-frac 0.0: must be in (0, 1]"),
+    Case("fm_irl.py", ["--learning-rate", "0"], 2, "--learning-rate 0.0: must be a positive number"),
+    Case("fm_irl.py", ["--regularizer-coef", "-1"], 2, "--regularizer-coef -1.0: must be a finite number >= 0"),
+    Case("fm_irl.py", ["--eval-episodes", "-1"], 2, "--eval-episodes -1: must not be negative"),
+    Case("fm_irl.py", ["--checkpoint-every", "-5"], 2, "--checkpoint-every -5: must not be negative"),
     Case("fm_irl.py", ["--demo-noise", "0.3"], 2, "--demo-noise 0.3: applies to OGBench demonstrations only"),
-    Case("fm_irl.py", _MAZE, 1, "demonstration file not found: {tmp}/pointmaze-medium-singletask-task1-demos-v0.npz"),
-    Case("fm_irl.py", [*_MAZE, "--demo-noise", "1"], 1, "not found: {tmp}/demos-noise1/pointmaze-medium"),
+    Case("fm_irl.py", _MAZE, 1, "dataset file {tmp}/pointmaze-medium-singletask-task1-demos-v0.npz not found"),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, "--demo-noise", "1"],
+        1,
+        "dataset file {tmp}/demos-noise1/pointmaze-medium-singletask-task1-demos-v0.npz not found",
+    ),
     Case(
         "fm_irl.py", _MAZE, 1, "lacks the keys ['terminals']", lambda tmp: _write_pointmaze_demos(tmp, terminals=None)
     ),
@@ -736,26 +742,108 @@ CASES += [
         "fm_irl.py",
         ["--env-id", "pointmaze-medium", "--dataset-id", "{tmp}/d.npz"],
         1,
-        "is not a readable .npz file",
+        "is truncated or not an .npz file",
         lambda tmp: open(os.path.join(tmp, "d.npz"), "wb").write(b"not a zip file"),
     ),
-    Case("fm_irl.py", ["--resume", "{tmp}"], 1, "cannot read {tmp}/args.json"),
+    Case("fm_irl.py", ["--resume", "{tmp}"], 1, "{tmp}/args.json not found"),
     Case("fm_irl.py", ["--resume", "{tmp}", "--seed", "3"], 2, "error: --resume {tmp}: takes no other flag"),
-    Case("fm_irl.py", ["--resume", "{tmp}"], 1, "{tmp}/checkpoint.msgpack cannot be read", _write_run_folder),
+    Case("fm_irl.py", ["--resume", "{tmp}"], 1, "{tmp}/checkpoint.msgpack not found", _write_run_folder),
     Case(
         "fm_irl.py",
         ["--resume", "{tmp}"],
         1,
-        "{tmp}/checkpoint.msgpack cannot be read (KeyError: \"missing ['envs', 'key', 'reward_normalizer', 'state']\")",
+        "{tmp}/checkpoint.msgpack is not a checkpoint of fm_irl.py (KeyError: 'state')",
         lambda tmp: _write_run_folder(tmp) or write_file("checkpoint.msgpack", b"\x81\xa9iteration\x03")(tmp),
     ),
-    Case("fm_irl.py", ["--load-model", "{tmp}/fm_irl.flax"], 1, "cannot read {tmp}/args.json"),
+    Case("fm_irl.py", ["--load-model", "{tmp}/fm_irl.flax"], 1, "saved model {tmp}/fm_irl.flax not found"),
     Case(
         "fm_irl.py",
         ["--load-model", "{tmp}/fm_irl.flax", "--eval-episodes", "1"],
         1,
         "{tmp}/fm_irl.flax is not a model saved by fm_irl.py",
         lambda tmp: _write_run_folder(tmp, model=b"\x00garbage"),
+    ),
+]
+
+
+# fm_irl.py: the kinds of bad input that once ended in a traceback, a false NaN report or a failure after training
+_SMALL = ["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "4", "--num-epochs", "1", "--hidden-dim", "16"]
+_SMALL += ["--teacher-hidden-dim", "16", "--teacher-depth", "2", "--teacher-batch-size", "16", "--num-demos", "2"]
+_SMALL += ["--regularizer-samples", "8", "--total-timesteps", "256", "--eval-episodes", "1", "--no-full-length-demos"]
+
+
+def _write_fm_irl_model(tmp: str) -> None:
+    """A model as `fm_irl.py --save-model` writes it (untrained), with its args.json."""
+    import jax
+
+    import fm_irl
+
+    args = fm_irl.with_task_defaults(fm_irl.Args(hidden_dim=8, teacher_hidden_dim=8), fm_irl.resolve_task("hopper"))
+    nets, student_tx, teacher_tx = fm_irl.make_networks(args, 11, 3)
+    state = fm_irl.init_train_state(jax.random.PRNGKey(0), nets, student_tx, teacher_tx, args)
+    stats = {"mean": np.zeros(11, np.float32), "var": np.ones(11, np.float32), "count": 1.0}
+    model = {"student": state.student, "teacher": state.teacher, "obs_stats": stats}
+    with open(os.path.join(tmp, "fm_irl.flax"), "wb") as f:
+        f.write(flax.serialization.to_bytes(model))
+    with open(os.path.join(tmp, "args.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f)
+
+
+CASES += [
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL, "--seed", "-1"],
+        2,
+        "error: --seed -1: must be in [0, 2^32)",
+        _write_pointmaze_demos,
+    ),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL, "--exp-name", "a/b", "--save-model"],
+        2,
+        "error: --exp-name 'a/b': must be a non-empty name",
+        _write_pointmaze_demos,
+    ),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL],
+        1,
+        "{tmp}/runs must be a folder this user can write",
+        lambda tmp: _write_pointmaze_demos(tmp) or write_file("runs", b"")(tmp),
+    ),
+    Case(
+        "fm_irl.py",
+        ["--load-model", "{tmp}/fm_irl.flax", "--eval-episodes", "0"],
+        2,
+        "error: --eval-episodes 0: --load-model only evaluates",
+        _write_fm_irl_model,
+    ),
+    Case(  # a mistyped dataset id: no command suggested that would be refused in turn
+        "fm_irl.py",
+        ["--dataset-id", "mujoco/hoper/expert-v0", *_SMALL],
+        1,
+        "error: Minari dataset mujoco/hoper/expert-v0 (",
+    ),
+    Case(  # 20 demonstration transitions are kept, but a rollout holds 16
+        "fm_irl.py",
+        [*_MAZE, "--num-envs", "2", "--num-steps", "8", "--teacher-batch-size", "18", "--total-timesteps", "16"],
+        2,
+        "error: --teacher-batch-size 18: must be even (antithetic time pairs) and at most the 16 transitions",
+        _write_pointmaze_demos,
+    ),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL],
+        1,
+        "error: dataset file {tmp}/pointmaze-medium-singletask-task1-demos-v0.npz holds NaN or infinite observations",
+        lambda tmp: _write_pointmaze_demos(tmp, observations=np.full((40, 2), np.nan, np.float32)),
+    ),
+    Case(
+        "fm_irl.py",
+        [*_MAZE, *_SMALL],
+        1,
+        "error: dataset file {tmp}/pointmaze-medium-singletask-task1-demos-v0.npz holds observations of shape (3,)",
+        lambda tmp: _write_pointmaze_demos(tmp, observations=np.zeros((40, 3), np.float32)),
     ),
 ]
 
@@ -1051,7 +1139,7 @@ def test_ctrl_c_ends_the_run_with_one_line_and_status_130_and_its_command_finish
     assert "resuming from the checkpoint at step 100" in resumed.stdout and "no evaluation" in resumed.stdout
 
 
-@pytest.mark.parametrize("script", ["fql.py", "fino.py", "rldt.py"])
+@pytest.mark.parametrize("script", ["fql.py", "fino.py", "rldt.py", "fm_irl.py"])
 def test_track_without_wandb_is_refused_at_start(script, tmp_path, monkeypatch):
     """--track needs wandb, which requirements.txt leaves out; the case runs whether or not this machine has it."""
     monkeypatch.setitem(sys.modules, "wandb", None)  # importlib.util.find_spec("wandb") now answers None
@@ -1069,3 +1157,44 @@ def test_capture_video_where_mujoco_cannot_render_stops_at_start_naming_mujoco_g
     needle = f"error: --capture-video: MuJoCo cannot render with MUJOCO_GL={backend.get('MUJOCO_GL', 'egl')} ("
     assert_clean_error(result.returncode, result.stderr, 2, needle)
     assert "set MUJOCO_GL to a backend that works here" in result.stderr and not os.path.exists(tmp_path / "runs")
+
+
+# fm_irl.py with a broken Minari dataset: each is named (id and folder) with what is wrong and how to make a good one.
+def _break_minari(kind: str, root: str) -> None:
+    import h5py
+
+    data_file = os.path.join(root, "mujoco", "hopper", "expert-v0", "data", "main_data.hdf5")
+    if kind == "truncated":
+        os.truncate(data_file, os.path.getsize(data_file) // 2)
+    elif kind == "deleted":
+        os.remove(data_file)
+    elif kind == "nan":
+        with h5py.File(data_file, "r+") as f:
+            f["episode_1"]["observations"][3] = np.nan
+
+
+MINARI_CASES = [
+    ("truncated", [], "cannot be read (OSError"),
+    ("deleted", [], "cannot be read (ValueError: No data found in data path"),
+    ("nan", [], "holds NaN or infinite observations"),
+    (
+        "another environment",
+        ["--env-id", "Walker2d-v5", "--dataset-id", "mujoco/hopper/expert-v0"],
+        "holds observations",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "flags", "needle"), MINARI_CASES, ids=[c[0] for c in MINARI_CASES])
+def test_a_broken_minari_dataset_is_named_with_what_is_wrong(kind, flags, needle, tmp_path, monkeypatch):
+    from conftest import write_random_minari_dataset
+
+    root = str(tmp_path / "minari")
+    write_random_minari_dataset(root, "mujoco/hopper/expert-v0", "Hopper-v5", 3, 30, seed=0)
+    _break_minari(kind, root)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", root)
+    status, stderr = run_script("fm_irl.py", [*(flags or ["--env-id", "hopper"]), *_SMALL], str(tmp_path))
+    folder = os.path.join(root, "mujoco", "hopper", "expert-v0")
+    assert_clean_error(status, stderr, 1, f"error: Minari dataset mujoco/hopper/expert-v0 ({folder}) {needle}")
+    assert "python benchmark/make_dataset.py --dataset mujoco/hopper/expert-v0" in stderr
+    check_suggested_commands(stderr)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from functools import partial
 
 import flax.linen as nn
@@ -436,7 +437,8 @@ def scalars(run_dir, paths=None) -> dict:
     return values
 
 
-HOPPER = ["--env-id", "hopper", "--num-demos", "4", "--total-timesteps", "1024", *SMALL]
+# The fixture's random episodes fall long before Hopper's 1000-step limit: take them whatever their length.
+HOPPER = ["--env-id", "hopper", "--num-demos", "4", "--no-full-length-demos", "--total-timesteps", "1024", *SMALL]
 
 
 def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp_path, run_env):
@@ -450,6 +452,10 @@ def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp
     for tag in ("losses/teacher_loss", "losses/regularizer_loss", "losses/value_loss", "charts/expert_disc_val"):
         assert (tag, 1024) in logged, tag
     assert ("charts/episodic_return", 1024) in logged and ("eval/episodic_return", 1024) in logged
+    # The rate decays over Hopper's official 25M steps (97,656 iterations of 256), not over this 4-iteration run.
+    for iteration in range(4):
+        expected_rate = 1e-4 * (1 - iteration / 97_656)
+        assert logged[("charts/learning_rate", 256 * (iteration + 1))] == pytest.approx(expected_rate, rel=1e-6)
     teacher_terms = sum(logged[(f"losses/{k}", 1024)] for k in ("expert_loss", "agent_loss", "disc_bc_loss"))
     assert logged[("losses/teacher_loss", 1024)] == pytest.approx(teacher_terms, rel=1e-5)
     loaded = run_fm_irl(tmp_path, run_env, "--load-model", os.path.join(run_dir, "fm_irl.flax"), "--eval-episodes", "2")
@@ -460,11 +466,40 @@ def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp
     assert refused.returncode == 2 and "takes no other flag" in refused.stderr
     resumed = run_fm_irl(tmp_path, run_env, "--resume", run_dir)
     assert "resuming after iteration 3 (step 768)" in resumed.stdout
-    first, second = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
-    expected = {k: v for k, v in scalars(run_dir, [first]).items() if k[1] == 1024 and k[0] != "charts/SPS"}
-    got = scalars(run_dir, [second])
+    *before, resumed_file = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
+    expected = {k: v for k, v in scalars(run_dir, before).items() if k[1] == 1024 and k[0] != "charts/SPS"}
+    got = scalars(run_dir, [resumed_file])
     assert {k[1] for k in got} == {1024} and len(expected) > 15
     assert {k: got[k] for k in expected} == expected
+
+
+# Runs a script with Ctrl-C pressed (a real SIGINT) once its progress bar reaches a given step.
+PRESS_CTRL_C_AT = """
+import os, runpy, signal, sys
+from tqdm import tqdm
+update, at = tqdm.update, int(sys.argv.pop(1))
+def update_and_press(bar, n=1):
+    update(bar, n)
+    if bar.n >= at:
+        os.kill(os.getpid(), signal.SIGINT)
+tqdm.update, sys.argv = update_and_press, sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_ctrl_c_ends_with_one_line_and_status_130_and_the_suggested_resume_finishes(tmp_path, run_env):
+    flags = [*HOPPER, "--checkpoint-every", "256"]  # four iterations of 256 steps; Ctrl-C in the third
+    command = [sys.executable, "-c", PRESS_CTRL_C_AT, "600", os.path.join(ROOT, "fm_irl.py"), *flags]
+    interrupted = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True)
+    (run_dir,) = glob.glob("runs/*", root_dir=tmp_path)
+    lines = [line for line in interrupted.stderr.splitlines() if line.strip() and "%|" not in line]
+    assert interrupted.returncode == 130 and "Traceback" not in interrupted.stderr, interrupted.stderr[-3000:]
+    resume = f"python fm_irl.py --resume {run_dir}"
+    assert lines[-1] == f"interrupted: the last checkpoint is in {run_dir} (step 512); continue the run with: {resume}"
+    assert sum(line.startswith(("interrupted", "error")) for line in lines) == 1
+    assert not glob.glob(str(tmp_path / run_dir / "*.tmp"))
+    resumed = run_fm_irl(tmp_path, run_env, *lines[-1].split(": python fm_irl.py ")[-1].split())
+    assert "resuming after iteration 2 (step 512)" in resumed.stdout and "Hopper-v5: final" in resumed.stdout
 
 
 def write_demos(path, env_name, noise, num_episodes=3, steps=40):
@@ -503,12 +538,12 @@ def test_ogbench_demonstrations_with_demo_noise_and_both_ablations_end_to_end(tm
         assert logged[("losses/teacher_loss", step)] == pytest.approx(teacher_terms, rel=1e-5)
         assert logged[("losses/regularizer_loss", step)] == 0
     wrong_noise = run_fm_irl(tmp_path, run_env, *flags, "--demo-noise", "1.0", check=False)
-    assert wrong_noise.returncode == 1 and "demonstration file not found" in wrong_noise.stderr
+    assert wrong_noise.returncode == 1 and "demos-noise1/pointmaze-medium-singletask-task1-demos-v0.npz not found" in wrong_noise.stderr  # fmt: skip
     assert "--noise 1 --out-dir" in wrong_noise.stderr
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_parameters(tmp_path, run_env):
-    result = run_fm_irl(tmp_path, run_env, *HOPPER, "--disc-bc-coef", "nan", check=False)
+    result = run_fm_irl(tmp_path, run_env, *HOPPER, "--teacher-lr", "1e30", check=False)  # the teacher diverges
     assert (
         result.returncode == 1 and "error: the loss became NaN or infinite at step 256 (teacher loss" in result.stderr
     )
@@ -521,7 +556,10 @@ def test_a_missing_minari_dataset_says_how_to_make_it(tmp_path, run_env):
     result = run_fm_irl(tmp_path, env, "--env-id", "walker2d", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()[-3:]
-    assert lines[0].startswith("error: Minari dataset mujoco/walker2d/expert-v0 is not on this machine")
+    assert (
+        lines[0].startswith("error: Minari dataset mujoco/walker2d/expert-v0 (")
+        and "is not on this machine" in lines[0]
+    )
     assert lines[1:] == [
         "  python benchmark/train_expert.py --env-id Walker2d-v5",
         "  python benchmark/make_dataset.py --dataset mujoco/walker2d/expert-v0",
@@ -565,3 +603,34 @@ def test_summary_table_and_curves_from_synthetic_runs(tmp_path):
     assert "| fm_irl | 0.5 (default) | 32k | 2 | 0.95 ± 0.05 | 1.00 | — (beyond) | 0.87 ± 0.03 at 5M |" in readme
     assert "| fm_irl_no_regularizer | 0.5 (default) | 32k | 2 | 0.45 ± 0.05 | 0.50 |" in readme
     assert (out / "curves" / "pointmaze-medium-singletask-task1-v0.png").exists()
+
+
+def test_minari_demonstrations_are_the_first_full_length_episodes(monkeypatch, capsys):
+    """The official trajectory saver keeps only episodes of the whole time limit (1000 steps for Hopper-v5)."""
+
+    def episode(id_: int, length: int):
+        observations = np.full((length + 1, 11), float(id_), np.float32)  # each episode's states hold its id
+        return types.SimpleNamespace(id=id_, observations=observations, actions=np.zeros((length, 3), np.float32))
+
+    episodes = [episode(0, 966), episode(1, 1000), episode(2, 40), episode(3, 1000)]
+    monkeypatch.setattr(fm_irl, "read_minari", lambda *args: episodes)
+    task = fm_irl.resolve_task("hopper")
+    args = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", num_demos=2), task)
+    demos = fm_irl.load_demos(task, args, 11, 3)
+    assert set(np.unique(demos["observations"])) == {1.0, 3.0} and len(demos["observations"]) == 2000
+    assert "episodes [1, 3] of mujoco/hopper/expert-v0" in capsys.readouterr().out
+    # Off: the first episodes, whatever their length; too few full-length ones: one line that says so.
+    demos = fm_irl.load_demos(task, dataclasses.replace(args, full_length_demos=False), 11, 3)
+    assert set(np.unique(demos["observations"])) == {0.0, 1.0} and len(demos["observations"]) == 1966
+    with pytest.raises(SystemExit, match="holds 2 episodes of the whole 1000 steps .*, fewer than --num-demos 3"):
+        fm_irl.load_demos(task, dataclasses.replace(args, num_demos=3), 11, 3)
+
+
+def test_lr_env_steps_defaults_to_the_official_budget_and_must_cover_the_run():
+    hopper = fm_irl.resolve_task("hopper")
+    short = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", total_timesteps=500_000), hopper)
+    assert short.lr_env_steps == 25_000_000  # a quick run follows the official schedule and stops early
+    long = fm_irl.with_task_defaults(fm_irl.Args(env_id="hopper", total_timesteps=30_000_000), hopper)
+    assert long.lr_env_steps == 30_000_000
+    with pytest.raises(SystemExit):
+        fm_irl.check_args(fm_irl.Args(env_id="hopper", total_timesteps=500_000, lr_env_steps=400_000))

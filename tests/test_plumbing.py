@@ -6,7 +6,7 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BANNER = "# RUN PLUMBING: the same in every script; nothing here changes the numbers\n"
-FILES = ["fql.py", "fino.py", "rldt.py"]  # every algorithm file that carries the section
+FILES = ["fql.py", "fino.py", "rldt.py", "fm_irl.py"]  # every algorithm file that carries the section
 
 
 def plumbing_section(name: str) -> str:

@@ -6,6 +6,8 @@ renders: the reset and each step."""
 
 import glob
 import os
+import subprocess
+import sys
 
 import gymnasium as gym
 import imageio.v3 as iio
@@ -14,6 +16,8 @@ import pytest
 from test_fql import logged_scalars, run_in_process
 
 from benchmark.summarize import read_events
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Reading a video back starts ffmpeg, a fork that JAX warns of; the fork execs ffmpeg at once, so nothing can deadlock.
 pytestmark = pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
@@ -85,3 +89,39 @@ def test_rldt_records_hopper_evaluations_at_full_size_and_logs_the_same_numbers(
     output = run_in_process("rldt.py", ["--load-model", f"{video}/rldt.flax", "--capture-video"], tmp_path)
     assert f"videos: {video}/videos/loaded_seed0_0.mp4" in output
     assert iio.imread(f"{video}/videos/loaded_seed0_0.mp4").shape == (3, 480, 480, 3)
+
+
+FM_IRL_TINY = ["--num-demos", "4", "--no-full-length-demos", "--total-timesteps", "64", "--num-envs", "2"]
+FM_IRL_TINY += ["--num-steps", "32", "--num-minibatches", "2", "--num-epochs", "1", "--hidden-dim", "8"]
+FM_IRL_TINY += ["--teacher-hidden-dim", "8", "--teacher-depth", "2", "--teacher-batch-size", "8"]
+FM_IRL_TINY += ["--regularizer-samples", "4", "--eval-every", "64", "--eval-episodes", "1"]
+
+# `python <script> <flags>` with episodes of two steps, in a process of its own: MuJoCo not yet imported.
+TWO_STEP_HOPPER = """
+import runpy, sys
+import gymnasium as gym
+gym.registry["Hopper-v5"].max_episode_steps = 2
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_fm_irl_records_a_saved_student_in_a_fresh_process_that_chooses_mujoco_gl_itself(
+    tmp_path, minari_root, monkeypatch
+):
+    """The "show me" command where the user has not set MUJOCO_GL: the script sets egl before MuJoCo is first imported
+    (fm_irl.py imports it only where checkpoints need it) and records the saved student beside it."""
+    monkeypatch.setattr(gym.registry["Hopper-v5"], "max_episode_steps", 2)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", minari_root)
+    run_in_process("fm_irl.py", [*FM_IRL_TINY, "--capture-video", "--save-model"], tmp_path)
+    (run_dir,) = glob.glob(f"{tmp_path}/runs/*")
+    assert iio.imread(os.path.join(run_dir, "videos", "eval_64_0.mp4")).shape == (3, 480, 480, 3)
+    assert video_steps(run_dir) == [64]
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")} | {"PYTHONPATH": ROOT}
+    model = os.path.join(run_dir, "fm_irl.flax")
+    command = [sys.executable, "-c", TWO_STEP_HOPPER, os.path.join(ROOT, "fm_irl.py"), "--load-model", model]
+    shown = subprocess.run([*command, "--capture-video"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert f"videos: {run_dir}/videos/loaded_seed0_0.mp4" in shown.stdout
+    assert iio.imread(f"{run_dir}/videos/loaded_seed0_0.mp4").shape == (3, 480, 480, 3)
