@@ -4,6 +4,7 @@ loaded through OGBench or Minari."""
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,10 +48,24 @@ def test_manipulation_play(tmp_path):
     assert raw["terminals"].dtype == bool and raw["observations"].dtype == np.float32
     assert not os.path.exists(f"{out}/cube-single-play-v0.parts")
 
-    # The single-task name relabels rewards from qpos, as the algorithm scripts load it.
-    _, train, val = load("cube-single-play-singletask-task1-v0", f"{out}/cube-single-play-v0.npz")
+    # The stored qpos is the state of the stored observation (before the action): its cube position is the one the
+    # observation holds, as (xyz - (0.425, 0, 0)) * 10 in entries 19:22.
+    cube_from_obs = raw["observations"][:, 19:22] / 10 + np.array([0.425, 0.0, 0.0])
+    np.testing.assert_allclose(raw["qpos"][:, 14:17], cube_from_obs, atol=1e-6)
+
+    # The single-task name relabels rewards from qpos, as the algorithm scripts load it. The short random episodes never
+    # solve task 1, so plant the cube at its goal (0.425, -0.1, 0.02) at stored steps 3 and 45 (transitions 3 and 44).
+    arrays = dict(raw)
+    arrays["qpos"][[3, 45], 14:17] = [0.425, -0.1, 0.02]
+    np.savez(f"{out}/planted.npz", **arrays)
+    shutil.copyfile(f"{out}/cube-single-play-v0-val.npz", f"{out}/planted-val.npz")
+    _, train, val = load("cube-single-play-singletask-task1-v0", f"{out}/planted.npz")
     check_split(train, episodes=2, steps=41, obs_dim=28, action_dim=5)
     check_split(val, episodes=1, steps=41, obs_dim=28, action_dim=5)
+    rewards = np.full(80, -1.0)
+    rewards[[3, 44]] = 0.0
+    np.testing.assert_array_equal(train["rewards"], rewards)
+    np.testing.assert_array_equal(train["masks"], -rewards)
     assert set(np.unique(train["rewards"])) <= {-1.0, 0.0}
 
 
