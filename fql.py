@@ -808,8 +808,8 @@ def save_model(run_dir: str, name: str, content: dict, args) -> str:
 
 def save_videos(folder: str, name: str, videos: list, env, writer: SummaryWriter | None = None, step: int = 0) -> list:
     """Each episode's frames (from `env`) as folder/videos/<name>_<episode>.mp4 at the env's real-time frame rate, each
-    written under a temporary name, then renamed; with a writer, the episodes side by side as eval/video at `step`
-    (TensorBoard, and wandb with --track; the shorter ones hold their last frame). Returns the paths of the files."""
+    written under a temporary name, then renamed; with a writer, also all of them side by side, smaller, as eval/video
+    at `step` (TensorBoard, and wandb with --track). Returns the paths of the files."""
     import imageio.v3 as iio  # writes through imageio-ffmpeg's own ffmpeg; both come with moviepy
 
     fps = env.metadata.get("render_fps") or 1 / env.unwrapped.control_timestep()  # OGBench manipulation: no render_fps
@@ -822,10 +822,12 @@ def save_videos(folder: str, name: str, videos: list, env, writer: SummaryWriter
             iio.imwrite(f"{stem}.tmp.mp4", frames, fps=fps, macro_block_size=1)
         os.replace(f"{stem}.tmp.mp4", f"{stem}.mp4")
         paths.append(f"{stem}.mp4")
-    if writer is not None:
-        length = max(map(len, videos))
-        clips = np.stack([frames + frames[-1:] * (length - len(frames)) for frames in videos]).transpose(0, 1, 4, 2, 3)
-        writer.add_video("eval/video", clips, step, fps=min(fps, 50))  # a GIF: browsers slow frames under 20 ms down
+    if writer is not None:  # a GIF: <= 50 frames per second (browsers play faster ones slower), <= 256 pixels a side
+        # (tensorboardX holds it in float32: a 1000-step Hopper episode at 480x480 took 7 GB); short episodes hold still
+        every, stride, length = math.ceil(fps / 50), math.ceil(max(videos[0][0].shape[:2]) / 256), max(map(len, videos))
+        clips = [(frames + frames[-1:] * (length - len(frames)))[::every] for frames in videos]
+        clips = np.stack([[frame[::stride, ::stride] for frame in clip] for clip in clips])
+        writer.add_video("eval/video", clips.transpose(0, 1, 4, 2, 3), step, fps=fps / every)
     return paths
 
 

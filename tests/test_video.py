@@ -26,16 +26,16 @@ FQL_TINY = ["--offline-steps", "2", "--steps-per-call", "1", "--log-every", "1",
 FQL_TINY += ["--actor-hidden-dims", "8", "--value-hidden-dims", "8", "--batch-size", "4"]
 
 
-def video_steps(run_dir: str) -> list[int]:
-    """The steps at which the run logged eval/video (a GIF, as TensorBoard shows it)."""
-    steps = []
+def logged_videos(run_dir: str) -> dict:
+    """step -> (height, width) of each eval/video the run logged (a GIF, as TensorBoard shows it)."""
+    videos = {}
     for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
         for event in read_events(path):
             for value in event.summary.value:
                 if value.tag == "eval/video":
                     assert value.image.encoded_image_string.startswith(b"GIF")
-                    steps.append(event.step)
-    return sorted(steps)
+                    videos[event.step] = (value.image.height, value.image.width)
+    return videos
 
 
 def test_fql_records_the_first_episodes_of_each_evaluation_and_logs_the_same_numbers(
@@ -54,7 +54,7 @@ def test_fql_records_the_first_episodes_of_each_evaluation_and_logs_the_same_num
     assert sorted(os.listdir(os.path.join(video, "videos"))) == [f"eval_{s}_{e}.mp4" for s in (0, 2) for e in (0, 1)]
     for path in glob.glob(os.path.join(video, "videos", "*")):
         assert iio.imread(path).shape == (3, 200, 200, 3), path
-    assert video_steps(video) == [0, 2] and video_steps(plain) == []
+    assert logged_videos(video) == {0: (200, 400), 2: (200, 400)} and logged_videos(plain) == {}  # side by side
     scalars = logged_scalars(video)
     assert ("eval/episodic_length", 2) in scalars and scalars == logged_scalars(plain)
 
@@ -82,7 +82,7 @@ def test_rldt_records_hopper_evaluations_at_full_size_and_logs_the_same_numbers(
     assert os.listdir(os.path.join(video, "videos")) == ["eval_2_0.mp4"]
     assert iio.imread(os.path.join(video, "videos", "eval_2_0.mp4")).shape == (3, 480, 480, 3)
     assert iio.immeta(os.path.join(video, "videos", "eval_2_0.mp4"))["fps"] == 125  # Hopper's real time: dt 8 ms
-    assert video_steps(video) == [2]
+    assert logged_videos(video) == {2: (240, 240)}  # every other pixel in TensorBoard
     scalars = logged_scalars(video)
     assert ("eval/episodic_length", 2) in scalars and scalars == logged_scalars(plain)
 
@@ -116,7 +116,7 @@ def test_fm_irl_records_a_saved_student_in_a_fresh_process_that_chooses_mujoco_g
     run_in_process("fm_irl.py", [*FM_IRL_TINY, "--capture-video", "--save-model"], tmp_path)
     (run_dir,) = glob.glob(f"{tmp_path}/runs/*")
     assert iio.imread(os.path.join(run_dir, "videos", "eval_64_0.mp4")).shape == (3, 480, 480, 3)
-    assert video_steps(run_dir) == [64]
+    assert logged_videos(run_dir) == {64: (240, 240)}
 
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")} | {"PYTHONPATH": ROOT}
     model = os.path.join(run_dir, "fm_irl.flax")
