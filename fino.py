@@ -57,6 +57,10 @@ class Args:
     """the wandb's project name"""
     wandb_entity: str | None = None
     """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to record evaluation episodes as videos (`runs/{run_name}/videos`, and eval/video in TensorBoard)"""
+    video_episodes: int = 1
+    """with --capture-video: how many episodes of each evaluation to record (the first ones)"""
     save_model: bool = False
     """whether to save the parameters and the resolved Args into `runs/{run_name}`"""
     load_model: str | None = None
@@ -141,8 +145,8 @@ class Args:
 
 # What each flag accepts (a rule of RULES in the plumbing -> flags); None always passes: a value the task sets at start.
 FLAG_RULES = {
-    "count": "buffer_size eval_every num_eval_envs log_every steps_per_call batch_size flow_steps num_candidates"
-    + " entropy_every entropy_states gmm_components",
+    "count": "video_episodes buffer_size eval_every num_eval_envs log_every steps_per_call batch_size flow_steps"
+    + " num_candidates entropy_every entropy_states gmm_components",
     "count_or_off": "offline_steps online_steps eval_episodes checkpoint_every",
     "positive": "learning_rate",
     "non_negative": "alpha beta_init beta_lr",
@@ -500,12 +504,16 @@ def update_beta(beta: float, entropy: float, target_entropy: float, step_size: f
 
 
 # Acting and evaluation
-def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
-    """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per step."""
+def evaluate(envs, policy, params, key, num_episodes: int, seed: int, videos=()) -> dict:
+    """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per step.
+    `videos`, empty lists, receive the frames of the first len(videos) episodes (rendering draws no random numbers)."""
     successes, returns, lengths = [], [], []
     for first in range(0, num_episodes, len(envs)):
         active_envs = envs[: min(len(envs), num_episodes - first)]
         obs = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active_envs)])
+        recorded = videos[first : first + len(active_envs)]  # the frame lists of this round's recorded episodes
+        for i, frames in enumerate(recorded):
+            frames.append(active_envs[i].render())
         n = len(active_envs)
         done, ep_return, ep_length, ep_success = np.zeros(n, bool), np.zeros(n), np.zeros(n, int), np.zeros(n)
         while not done.all():
@@ -515,6 +523,8 @@ def evaluate(envs, policy, params, key, num_episodes: int, seed: int) -> dict:
                 if done[i]:
                     continue
                 obs[i], reward, terminated, truncated, info = env.step(actions[i])
+                if i < len(recorded):
+                    recorded[i].append(env.render())
                 ep_return[i] += reward
                 ep_length[i] += 1
                 ep_success[i] = info["success"]
@@ -600,9 +610,13 @@ def main(args: Args) -> None:
         obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
         saved_args, nets, params, beta = load_model(args.load_model, obs_dim, action_dim)
         policy = jax.jit(lambda p, o, k: select_actions(nets, p, o, k, 0.0, saved_args, greedy=True)[0])
-        result = evaluate(eval_envs, policy, params, keys["eval"], args.eval_episodes, seed=10**6 * (args.seed + 1))
+        videos = [[] for _ in range(args.video_episodes if args.capture_video else 0)]
+        result = evaluate(eval_envs, policy, params, keys["eval"], args.eval_episodes, 10**6 * (args.seed + 1), videos)
         success, episodic_return = result["success"], result["episodic_return"]
         print(f"{env_id}: success {success:.3f}, return {episodic_return:.1f} (saved beta {beta:.3f})")
+        if videos:  # beside the model
+            paths = save_videos(os.path.dirname(args.load_model), f"loaded_seed{args.seed}", videos, eval_envs[0])
+            print("videos:", *paths)
         return
 
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
@@ -649,7 +663,10 @@ def main(args: Args) -> None:
 
     def run_evaluation(params, step: int, writer: SummaryWriter) -> dict:
         noise_key, reset_seed = jax.random.fold_in(keys["eval"], step), 10**6 * (args.seed + 1) + step  # fresh ones
-        result = evaluate(eval_envs, policy, params, noise_key, args.eval_episodes, reset_seed)
+        videos = [[] for _ in range(args.video_episodes if args.capture_video else 0)]
+        result = evaluate(eval_envs, policy, params, noise_key, args.eval_episodes, reset_seed, videos)
+        if videos:
+            save_videos(run_dir, f"eval_{step}", videos, eval_envs[0], writer, step)
         for k, v in result.items():
             writer.add_scalar(f"eval/{k}", v, step)
         tqdm.write(f"step {step}: eval success {result['success']:.3f}, return {result['episodic_return']:.1f}")
@@ -798,6 +815,29 @@ def check_flags(args, rules: dict) -> None:
     runs = "runs" if os.path.exists("runs") else "."
     if args.resume is None and args.load_model is None and not (os.path.isdir(runs) and os.access(runs, os.W_OK)):
         raise SystemExit(f"error: {os.path.abspath('runs')} must be a folder this user can write: it holds the run")
+    if args.capture_video:
+        check_rendering(args)
+
+
+def check_rendering(args) -> None:
+    """--capture-video: videos of evaluation episodes, a folder to write them in (a saved model's: beside it), and a
+    MuJoCo that renders without a window. MuJoCo reads MUJOCO_GL, its OpenGL backend, once, when it is first imported
+    (the scripts import it no earlier than here); if the user has not set it, egl: it needs no display."""
+    if args.eval_episodes is not None and args.video_episodes > args.eval_episodes:  # None: the task's, set later
+        why = f"--capture-video records the first --video-episodes ({args.video_episodes}) of them; give as many"
+        fail("eval_episodes", args.eval_episodes, why)
+    folder = os.path.dirname(args.load_model or "") or "."
+    if args.load_model and os.path.isdir(folder) and not os.access(folder, os.W_OK):
+        fail("load_model", args.load_model, "--capture-video writes the videos beside it; copy it somewhere writable")
+    if sys.platform == "linux":
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import mujoco
+
+        mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8).close()
+    except Exception as error:  # an unknown backend, a missing library, no display, no EGL device, ...
+        why = f"MuJoCo cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '')} ({type(error).__name__}: {error})"
+        fail("capture_video", None, f"{why}; set MUJOCO_GL to a backend that works here: egl, osmesa, glfw (a display)")
 
 
 def run_args(args):
@@ -959,6 +999,31 @@ def save_model(run_dir: str, name: str, content: dict, args) -> str:
     write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
     write_atomically(path := os.path.join(run_dir, f"{name}.flax"), flax.serialization.to_bytes(content))
     return path
+
+
+def save_videos(folder: str, name: str, videos: list, env, writer: SummaryWriter | None = None, step: int = 0) -> list:
+    """Each episode's frames (from `env`) as folder/videos/<name>_<episode>.mp4 at the env's real-time frame rate, each
+    written under a temporary name, then renamed; with a writer, also all of them side by side, smaller, as eval/video
+    at `step` (TensorBoard, and wandb with --track). Returns the paths of the files."""
+    import imageio.v3 as iio  # writes through imageio-ffmpeg's own ffmpeg; both come with moviepy
+
+    fps = env.metadata.get("render_fps") or 1 / env.unwrapped.control_timestep()  # OGBench manipulation: no render_fps
+    os.makedirs(os.path.join(folder, "videos"), exist_ok=True)
+    paths = []
+    for episode, frames in enumerate(videos):
+        stem = os.path.join(folder, "videos", f"{name}_{episode}")
+        with warnings.catch_warnings():  # JAX warns of any fork; ffmpeg's fork runs no Python before its exec
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            iio.imwrite(f"{stem}.tmp.mp4", frames, fps=fps, macro_block_size=1)
+        os.replace(f"{stem}.tmp.mp4", f"{stem}.mp4")
+        paths.append(f"{stem}.mp4")
+    if writer is not None:  # a GIF: <= 50 frames per second (browsers play faster ones slower), <= 256 pixels a side
+        # (tensorboardX holds it in float32: a 1000-step Hopper episode at 480x480 took 7 GB); short episodes hold still
+        every, stride, length = math.ceil(fps / 50), math.ceil(max(videos[0][0].shape[:2]) / 256), max(map(len, videos))
+        clips = [(frames + frames[-1:] * (length - len(frames)))[::every] for frames in videos]
+        clips = np.stack([[frame[::stride, ::stride] for frame in clip] for clip in clips])
+        writer.add_video("eval/video", clips.transpose(0, 1, 4, 2, 3), step, fps=fps / every)
+    return paths
 
 
 def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:

@@ -34,7 +34,6 @@ import flax.linen as nn
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 import ogbench  # noqa: F401  (registers the OGBench environments)
 import optax
@@ -62,6 +61,10 @@ class Args:
     """the wandb's project name"""
     wandb_entity: str | None = None
     """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to record evaluation episodes as videos (`runs/{run_name}/videos`, and eval/video in TensorBoard)"""
+    video_episodes: int = 1
+    """with --capture-video: how many episodes of each evaluation to record (the first ones)"""
     save_model: bool = False
     """whether to save the student, the teacher and the observation statistics into `runs/{run_name}`"""
     load_model: str | None = None
@@ -168,8 +171,8 @@ class Args:
 
 # What each flag accepts (a rule of RULES in the plumbing -> flags); None always passes: a value the task sets at start.
 FLAG_RULES = {
-    "count": "total_timesteps num_envs num_steps eval_every num_eval_envs num_epochs num_minibatches hidden_dim "
-    "teacher_hidden_dim teacher_depth teacher_batch_size label_dim fm_time_levels regularizer_samples "
+    "count": "video_episodes total_timesteps num_envs num_steps eval_every num_eval_envs num_epochs num_minibatches "
+    "hidden_dim teacher_hidden_dim teacher_depth teacher_batch_size label_dim fm_time_levels regularizer_samples "
     "regularizer_flow_steps num_demos lr_env_steps",
     "count_or_off": "checkpoint_every eval_episodes",
     "positive": "learning_rate clip_coef max_grad_norm adam_eps teacher_lr",
@@ -740,20 +743,26 @@ def collect_rollout(train_envs: TrainingEnvs, policy, student, key, num_steps: i
     return Rollout(obs, actions, log_probs, values, dones, time_limits, start_masks, train_envs.obs.copy())
 
 
-def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int) -> dict:
+def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int, videos=()) -> dict:
     """Episodes in rounds of len(envs) environments (wrapped in RecordEpisodeStatistics) in lockstep; stochastic
-    student, frozen observation statistics."""
+    student, frozen observation statistics. `videos`, empty lists, receive the frames of the first len(videos)
+    episodes (rendering draws no random numbers)."""
     returns, lengths, successes = np.zeros(num_episodes), np.zeros(num_episodes), np.zeros(num_episodes)
     low, high = envs[0].action_space.low, envs[0].action_space.high
     for first in range(0, num_episodes, len(envs)):
         active = envs[: min(len(envs), num_episodes - first)]
         raw = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)]).astype(np.float32)
+        recorded = videos[first : first + len(active)]  # the frame lists of this round's recorded episodes
+        for i, frames in enumerate(recorded):
+            frames.append(active[i].render())
         done, step = np.zeros(len(active), bool), 0
         while not done.all():
             obs = normalize_obs(raw, obs_stats)
             actions = np.clip(np.asarray(policy(student, obs, key, first * 10**6 + step)[0]), low, high)
             for i in np.flatnonzero(~done):
                 raw[i], _, terminated, truncated, info = active[i].step(actions[i])
+                if i < len(recorded):
+                    recorded[i].append(active[i].render())
                 if terminated or truncated:
                     done[i] = True
                     returns[first + i], lengths[first + i] = info["episode"]["r"], info["episode"]["l"]
@@ -786,6 +795,8 @@ def run_state(state, normalizer, key, iteration: int, train_envs: TrainingEnvs, 
     """Everything a checkpoint holds: the training state, the return normaliser, the key, the iteration, and of the
     training environments the observation statistics, the last 100 episodes and (gymnasium MuJoCo) the episodes in
     progress with everything that decides their future: physics, time-limit counter, reset generator."""
+    import mujoco  # not at the top: --capture-video sets MUJOCO_GL first, which MuJoCo reads once, on import
+
     envs = train_envs.envs
     simulators = []
     for env in envs.unwrapped.envs if with_simulators else []:
@@ -808,6 +819,8 @@ def run_state(state, normalizer, key, iteration: int, train_envs: TrainingEnvs, 
 
 def restore_environments(train_envs: TrainingEnvs, saved: dict, restart_seed: int):
     """The training environments as `run_state` saved them; OGBench episodes in progress restart."""
+    import mujoco
+
     envs, stats = train_envs.envs, saved["obs_stats"]
     train_envs.obs_stats = RunningMeanStd(np.array(stats["mean"]), np.array(stats["var"]), float(stats["count"]))
     for episode_return, episode_length, success in saved["finished"]:
@@ -855,13 +868,22 @@ def main(args: Args) -> None:
     key, init_key, eval_key = jax.random.split(key, 3)
 
     num_eval_envs = max(1, min(args.num_eval_envs, args.eval_episodes))
-    eval_envs = [gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id)) for _ in range(num_eval_envs)]
+    render_mode = "rgb_array" if args.capture_video and task.locomotion else None  # OGBench's render in any mode
+    eval_envs = [
+        gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
+        for _ in range(num_eval_envs)
+    ]
     obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
     if args.load_model:
         nets, student, obs_stats = load_model(args.load_model, obs_dim, action_dim)
         policy = jax.jit(partial(act, nets=nets))
-        result = evaluate(eval_envs, policy, student, obs_stats, eval_key, args.eval_episodes, 10**6 * (args.seed + 1))
+        videos = [[] for _ in range(min(args.video_episodes, args.eval_episodes) if args.capture_video else 0)]
+        seed = 10**6 * (args.seed + 1)
+        result = evaluate(eval_envs, policy, student, obs_stats, eval_key, args.eval_episodes, seed, videos)
         print(f"{args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
+        if videos:  # beside the model
+            paths = save_videos(os.path.dirname(args.load_model), f"loaded_seed{args.seed}", videos, eval_envs[0])
+            print("videos:", *paths)
         return
     demos = jax.device_put(load_demos(task, args, obs_dim, action_dim))
 
@@ -929,10 +951,13 @@ def main(args: Args) -> None:
         for k, v in train_envs.episode_stats().items():  # the paper's curves
             writer.add_scalar(f"charts/{k}", v, global_step)
         if args.eval_episodes and ((iteration + 1) % eval_interval == 0 or iteration + 1 == num_iterations):
-            noise_key, reset_seed = jax.random.fold_in(eval_key, global_step), 10**6 * (args.seed + 1) + global_step
+            noise_key, seed = jax.random.fold_in(eval_key, global_step), 10**6 * (args.seed + 1) + global_step
+            videos = [[] for _ in range(min(args.video_episodes, args.eval_episodes) if args.capture_video else 0)]
             eval_result = evaluate(
-                eval_envs, policy, state.student, train_envs.obs_stats, noise_key, args.eval_episodes, reset_seed
+                eval_envs, policy, state.student, train_envs.obs_stats, noise_key, args.eval_episodes, seed, videos
             )
+            if videos:
+                save_videos(run_dir, f"eval_{global_step}", videos, eval_envs[0], writer, global_step)
             for k, v in eval_result.items():
                 writer.add_scalar(f"eval/{k}", v, global_step)
             tqdm.write(f"step {global_step}: " + ", ".join(f"eval {k} {v:.3f}" for k, v in eval_result.items()))
@@ -999,6 +1024,29 @@ def check_flags(args, rules: dict) -> None:
     runs = "runs" if os.path.exists("runs") else "."
     if args.resume is None and args.load_model is None and not (os.path.isdir(runs) and os.access(runs, os.W_OK)):
         raise SystemExit(f"error: {os.path.abspath('runs')} must be a folder this user can write: it holds the run")
+    if args.capture_video:
+        check_rendering(args)
+
+
+def check_rendering(args) -> None:
+    """--capture-video: videos of evaluation episodes, a folder to write them in (a saved model's: beside it), and a
+    MuJoCo that renders without a window. MuJoCo reads MUJOCO_GL, its OpenGL backend, once, when it is first imported
+    (the scripts import it no earlier than here); if the user has not set it, egl: it needs no display."""
+    if args.eval_episodes is not None and args.video_episodes > args.eval_episodes:  # None: the task's, set later
+        why = f"--capture-video records the first --video-episodes ({args.video_episodes}) of them; give as many"
+        fail("eval_episodes", args.eval_episodes, why)
+    folder = os.path.dirname(args.load_model or "") or "."
+    if args.load_model and os.path.isdir(folder) and not os.access(folder, os.W_OK):
+        fail("load_model", args.load_model, "--capture-video writes the videos beside it; copy it somewhere writable")
+    if sys.platform == "linux":
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import mujoco
+
+        mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8).close()
+    except Exception as error:  # an unknown backend, a missing library, no display, no EGL device, ...
+        why = f"MuJoCo cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '')} ({type(error).__name__}: {error})"
+        fail("capture_video", None, f"{why}; set MUJOCO_GL to a backend that works here: egl, osmesa, glfw (a display)")
 
 
 def run_args(args):
@@ -1160,6 +1208,31 @@ def save_model(run_dir: str, name: str, content: dict, args) -> str:
     write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
     write_atomically(path := os.path.join(run_dir, f"{name}.flax"), flax.serialization.to_bytes(content))
     return path
+
+
+def save_videos(folder: str, name: str, videos: list, env, writer: SummaryWriter | None = None, step: int = 0) -> list:
+    """Each episode's frames (from `env`) as folder/videos/<name>_<episode>.mp4 at the env's real-time frame rate, each
+    written under a temporary name, then renamed; with a writer, also all of them side by side, smaller, as eval/video
+    at `step` (TensorBoard, and wandb with --track). Returns the paths of the files."""
+    import imageio.v3 as iio  # writes through imageio-ffmpeg's own ffmpeg; both come with moviepy
+
+    fps = env.metadata.get("render_fps") or 1 / env.unwrapped.control_timestep()  # OGBench manipulation: no render_fps
+    os.makedirs(os.path.join(folder, "videos"), exist_ok=True)
+    paths = []
+    for episode, frames in enumerate(videos):
+        stem = os.path.join(folder, "videos", f"{name}_{episode}")
+        with warnings.catch_warnings():  # JAX warns of any fork; ffmpeg's fork runs no Python before its exec
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            iio.imwrite(f"{stem}.tmp.mp4", frames, fps=fps, macro_block_size=1)
+        os.replace(f"{stem}.tmp.mp4", f"{stem}.mp4")
+        paths.append(f"{stem}.mp4")
+    if writer is not None:  # a GIF: <= 50 frames per second (browsers play faster ones slower), <= 256 pixels a side
+        # (tensorboardX holds it in float32: a 1000-step Hopper episode at 480x480 took 7 GB); short episodes hold still
+        every, stride, length = math.ceil(fps / 50), math.ceil(max(videos[0][0].shape[:2]) / 256), max(map(len, videos))
+        clips = [(frames + frames[-1:] * (length - len(frames)))[::every] for frames in videos]
+        clips = np.stack([[frame[::stride, ::stride] for frame in clip] for clip in clips])
+        writer.add_video("eval/video", clips.transpose(0, 1, 4, 2, 3), step, fps=fps / every)
+    return paths
 
 
 def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:

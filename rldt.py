@@ -59,6 +59,10 @@ class Args:
     """the wandb's project name"""
     wandb_entity: str | None = None
     """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to record evaluation episodes as videos (`runs/{run_name}/videos`, and eval/video in TensorBoard)"""
+    video_episodes: int = 1
+    """with --capture-video: how many episodes of each evaluation to record (the first ones)"""
     save_model: bool = False
     """whether to save the fine-tuned policy, the critics and the normalisation into `runs/{run_name}/{exp_name}.flax`"""
     load_model: str | None = None
@@ -166,8 +170,8 @@ class Args:
 
 # The range of every number flag (None: the domain's default); check_args adds the checks between flags.
 FLAG_RULES = {
-    "count": "pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon flow_steps n_particles "
-    "actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size",
+    "count": "video_episodes pretrain_steps pretrain_log_every num_envs steps_per_iteration eval_every horizon "
+    "flow_steps n_particles actor_warmup_steps critic_steps critic_rounds q_bootstrap buffer_episodes pretrain_batch_size",
     "count_or_off": "iterations eval_episodes checkpoint_every critic_warmup_iterations actor_steps",
     "positive": "actor_lr critic_lr q_init_std pretrain_lr",
     "non_negative": "svgd_temp consistency_coef kl_coef pretrain_weight_decay pretrain_min_lr",
@@ -792,6 +796,7 @@ class ActionChunk(gym.Wrapper):
     def __init__(self, env, horizon: int, normalizer: dict):
         super().__init__(env)
         self.normalizer = normalizer
+        self.frames = None  # a recorded episode's list of frames: one is added after each action
         action_dim = env.action_space.shape[0]
         self.action_space = gym.spaces.Box(-np.inf, np.inf, (horizon, action_dim), np.float32)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
@@ -805,20 +810,23 @@ class ActionChunk(gym.Wrapper):
         for action in chunk:
             obs, reward, terminated, truncated, info = self.env.step(unnormalize_actions(action, self.normalizer))
             total_reward += reward
+            if self.frames is not None:
+                self.frames.append(self.env.render())
             if terminated or truncated:
                 break
         return normalize(obs, self.normalizer, "obs").astype(np.float32), total_reward, terminated, truncated, info
 
 
-def make_env(task: Task, horizon: int, normalizer: dict) -> gym.Env:
-    """The task in chunks; `info["episode"]` holds the return and the length in actions at the end of an episode."""
+def make_env(task: Task, horizon: int, normalizer: dict, render_mode: str | None = None) -> gym.Env:
+    """The task in chunks; `info["episode"]` holds the return and the length in actions at the end of an episode.
+    OGBench's environments render in any mode; gymnasium's need `render_mode="rgb_array"`."""
     if task.domain == "robomimic":
         import ogbench  # noqa: F401  (registers the OGBench environments)
 
         # Robomimic episodes do not end at success; reward and success are computed after each action.
         env = SuccessReward(gym.make(task.env_id, terminate_at_goal=False, success_timing="post"))
     else:
-        env = gym.make(task.env_id)
+        env = gym.make(task.env_id, render_mode=render_mode)
     return ActionChunk(gym.wrappers.RecordEpisodeStatistics(env), horizon, normalizer)
 
 
@@ -868,13 +876,18 @@ def collect(envs, obs, policy, params, key, num_steps: int, progress) -> tuple[d
     return segments, obs, finished
 
 
-def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int) -> dict:
+def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int, videos=()) -> dict:
     """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per chunk.
-    `success` is the share of episodes with a positive return: solved at some step, with success rewards."""
+    `success` is the share of episodes with a positive return: solved at some step, with success rewards. `videos`,
+    empty lists, receive the frames of the first len(videos) episodes (rendering draws no random numbers)."""
     returns, lengths = [], []
     for first in range(0, num_episodes, len(envs)):
         active = envs[: min(len(envs), num_episodes - first)]
         obs = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)])
+        for i, env in enumerate(active):  # a recorded episode: a frame after the reset, then after each action
+            env.frames = videos[first + i] if first + i < len(videos) else None
+            if env.frames is not None:
+                env.frames.append(env.render())
         episodes, step = [None] * len(active), 0
         while None in episodes:
             chunks = np.asarray(policy(params, obs, jax.random.fold_in(key, first * 100_000 + step)))
@@ -889,13 +902,16 @@ def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int) -> d
     return {"episodic_return": returns.mean(), "episodic_length": np.mean(lengths), "success": np.mean(returns > 0)}
 
 
-def evaluate_and_log(writer, envs, policy, params, key, iteration: int, args: Args, sparse: bool) -> dict:
+def evaluate_and_log(writer, run_dir, envs, policy, params, key, iteration: int, args: Args, sparse: bool) -> dict:
     """Evaluate after `iteration` fine-tuning iterations on fresh episodes and noise, and log `eval/*`."""
     if args.eval_episodes == 0:
         return {}
     step = args.pretrain_steps + iteration * args.num_envs * args.steps_per_iteration * args.horizon
     seed = 10**6 * (args.seed + 1) + 1000 * iteration
-    result = evaluate(envs, policy, params, jax.random.fold_in(key, iteration), args.eval_episodes, seed)
+    videos = [[] for _ in range(args.video_episodes if args.capture_video else 0)]
+    result = evaluate(envs, policy, params, jax.random.fold_in(key, iteration), args.eval_episodes, seed, videos)
+    if videos:
+        save_videos(run_dir, f"eval_{step}", videos, envs[0], writer, step)
     for k, v in result.items():
         if k != "success" or sparse:
             writer.add_scalar(f"eval/{k}", v, step)
@@ -931,6 +947,7 @@ def main(args: Args) -> None:
         saved, model = read_model(model_path, MODEL_KEYS)
         if args.load_model:  # evaluated on its own task with its own settings
             evaluation = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed)
+            evaluation |= dict(capture_video=args.capture_video, video_episodes=args.video_episodes)
             args = dataclasses.replace(saved, **evaluation, resume=None)
         else:  # fine-tuned with its architecture, without pretraining
             architecture = ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")
@@ -968,12 +985,19 @@ def main(args: Args) -> None:
     if model_path:
         pretrained_params = restore(init_actor(init_key, nets, obs_dim), model["actor"], model_path)
         print(f"policy: {model_path}")
-    eval_envs = [make_env(task, args.horizon, normalizer) for _ in range(min(args.num_envs, args.eval_episodes))]
+    render_mode = "rgb_array" if args.capture_video else None
+    eval_envs = [
+        make_env(task, args.horizon, normalizer, render_mode) for _ in range(min(args.num_envs, args.eval_episodes))
+    ]
     policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
     if args.load_model:  # evaluate the saved policy, and stop
-        result = evaluate(eval_envs, policy, pretrained_params, eval_key, args.eval_episodes, 10**6)
+        videos = [[] for _ in range(args.video_episodes if args.capture_video else 0)]
+        result = evaluate(eval_envs, policy, pretrained_params, eval_key, args.eval_episodes, 10**6, videos)
         success = f", success {result['success']:.3f}" if sparse else ""
         print(f"{task.env_id}: return {result['episodic_return']:.1f}{success}")
+        if videos:  # beside the model
+            paths = save_videos(os.path.dirname(args.load_model), f"loaded_seed{args.seed}", videos, eval_envs[0])
+            print("videos:", *paths)
         return
 
     # ALGO LOGIC: the training state of the run's phase, new or where the checkpoint left it; an empty replay
@@ -1045,7 +1069,9 @@ def main(args: Args) -> None:
     resumed = phase == "finetune" and checkpoint is not None
     eval_result = {}
     if not resumed:  # the pretrained policy, before fine-tuning
-        eval_result = evaluate_and_log(writer, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse)
+        eval_result = evaluate_and_log(
+            writer, run_dir, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse
+        )
     capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
     vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
     env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
@@ -1137,7 +1163,7 @@ def main(args: Args) -> None:
         writer.add_scalar("charts/SPS", (iteration - first_iteration) * env_steps_per_iteration / elapsed, global_step)
         if iteration % args.eval_every == 0 or iteration == args.iterations:
             eval_result = evaluate_and_log(
-                writer, eval_envs, policy, actor_state.params, eval_key, iteration, args, sparse
+                writer, run_dir, eval_envs, policy, actor_state.params, eval_key, iteration, args, sparse
             )
     progress.close()
     if envs:
@@ -1200,6 +1226,29 @@ def check_flags(args, rules: dict) -> None:
     runs = "runs" if os.path.exists("runs") else "."
     if args.resume is None and args.load_model is None and not (os.path.isdir(runs) and os.access(runs, os.W_OK)):
         raise SystemExit(f"error: {os.path.abspath('runs')} must be a folder this user can write: it holds the run")
+    if args.capture_video:
+        check_rendering(args)
+
+
+def check_rendering(args) -> None:
+    """--capture-video: videos of evaluation episodes, a folder to write them in (a saved model's: beside it), and a
+    MuJoCo that renders without a window. MuJoCo reads MUJOCO_GL, its OpenGL backend, once, when it is first imported
+    (the scripts import it no earlier than here); if the user has not set it, egl: it needs no display."""
+    if args.eval_episodes is not None and args.video_episodes > args.eval_episodes:  # None: the task's, set later
+        why = f"--capture-video records the first --video-episodes ({args.video_episodes}) of them; give as many"
+        fail("eval_episodes", args.eval_episodes, why)
+    folder = os.path.dirname(args.load_model or "") or "."
+    if args.load_model and os.path.isdir(folder) and not os.access(folder, os.W_OK):
+        fail("load_model", args.load_model, "--capture-video writes the videos beside it; copy it somewhere writable")
+    if sys.platform == "linux":
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import mujoco
+
+        mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8).close()
+    except Exception as error:  # an unknown backend, a missing library, no display, no EGL device, ...
+        why = f"MuJoCo cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '')} ({type(error).__name__}: {error})"
+        fail("capture_video", None, f"{why}; set MUJOCO_GL to a backend that works here: egl, osmesa, glfw (a display)")
 
 
 def run_args(args):
@@ -1361,6 +1410,31 @@ def save_model(run_dir: str, name: str, content: dict, args) -> str:
     write_atomically(os.path.join(run_dir, "args.json"), json.dumps(dataclasses.asdict(args), indent=2).encode())
     write_atomically(path := os.path.join(run_dir, f"{name}.flax"), flax.serialization.to_bytes(content))
     return path
+
+
+def save_videos(folder: str, name: str, videos: list, env, writer: SummaryWriter | None = None, step: int = 0) -> list:
+    """Each episode's frames (from `env`) as folder/videos/<name>_<episode>.mp4 at the env's real-time frame rate, each
+    written under a temporary name, then renamed; with a writer, also all of them side by side, smaller, as eval/video
+    at `step` (TensorBoard, and wandb with --track). Returns the paths of the files."""
+    import imageio.v3 as iio  # writes through imageio-ffmpeg's own ffmpeg; both come with moviepy
+
+    fps = env.metadata.get("render_fps") or 1 / env.unwrapped.control_timestep()  # OGBench manipulation: no render_fps
+    os.makedirs(os.path.join(folder, "videos"), exist_ok=True)
+    paths = []
+    for episode, frames in enumerate(videos):
+        stem = os.path.join(folder, "videos", f"{name}_{episode}")
+        with warnings.catch_warnings():  # JAX warns of any fork; ffmpeg's fork runs no Python before its exec
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            iio.imwrite(f"{stem}.tmp.mp4", frames, fps=fps, macro_block_size=1)
+        os.replace(f"{stem}.tmp.mp4", f"{stem}.mp4")
+        paths.append(f"{stem}.mp4")
+    if writer is not None:  # a GIF: <= 50 frames per second (browsers play faster ones slower), <= 256 pixels a side
+        # (tensorboardX holds it in float32: a 1000-step Hopper episode at 480x480 took 7 GB); short episodes hold still
+        every, stride, length = math.ceil(fps / 50), math.ceil(max(videos[0][0].shape[:2]) / 256), max(map(len, videos))
+        clips = [(frames + frames[-1:] * (length - len(frames)))[::every] for frames in videos]
+        clips = np.stack([[frame[::stride, ::stride] for frame in clip] for clip in clips])
+        writer.add_video("eval/video", clips.transpose(0, 1, 4, 2, 3), step, fps=fps / every)
+    return paths
 
 
 def open_run(args, env_id: str, step: int) -> tuple[str, SummaryWriter]:

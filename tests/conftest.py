@@ -19,6 +19,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
+# MuJoCo picks its OpenGL backend from MUJOCO_GL once, when first imported (here by the first env a fixture makes): the
+# --capture-video tests render off-screen with egl, the backend the scripts choose when MUJOCO_GL is not set.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 
 def write_random_play_dataset(path: str, env_name: str, num_episodes: int, episode_steps: int, seed: int) -> None:
     """Roll a uniformly random policy in an OGBench data-collection env and save it in OGBench's npz layout.

@@ -260,6 +260,9 @@ CASES += [
     Case("fql.py", ["--tau", "0"], 2, "error: --tau 0.0: must be in (0, 1]"),
     Case("fql.py", ["--load-model", "m.flax", "--resume", "r"], 2, "error: --resume r: takes no other flag"),
     Case("fql.py", ["--load-model", "m.flax", "--eval-episodes", "0"], 2, "--load-model only evaluates"),
+    Case("fql.py", ["--video-episodes", "0"], 2, "error: --video-episodes 0: must be positive"),
+    Case("fql.py", ["--capture-video", "--eval-episodes", "0"], 2, "error: --eval-episodes 0: --capture-video records"),
+    Case("fql.py", ["--capture-video", "--video-episodes", "3", "--eval-episodes", "2"], 2, "--video-episodes (3)"),
     # Datasets.
     Case(
         "fql.py", ["--env-id", "scene", "--dataset-dir", "{tmp}"], 1, "dataset file {tmp}/scene-play-v0.npz not found"
@@ -1142,6 +1145,18 @@ def test_track_without_wandb_is_refused_at_start(script, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # importlib.util.find_spec("wandb") now answers None
     status, stderr = run_script(script, ["--track"], str(tmp_path))
     assert_clean_error(status, stderr, 2, "error: --track: wandb is not installed")
+
+
+@pytest.mark.parametrize("backend", [{"__EGL_VENDOR_LIBRARY_FILENAMES": "/nonexistent"}, {"MUJOCO_GL": "nonsense"}])
+def test_capture_video_where_mujoco_cannot_render_stops_at_start_naming_mujoco_gl(backend, tmp_path):
+    """MUJOCO_GL unset, so egl, with no EGL driver to be found; or a backend MuJoCo does not know. In a fresh process:
+    MuJoCo reads MUJOCO_GL once. The run stops at the flag check, before any dataset is looked for."""
+    env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"} | backend | {"JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, os.path.join(ROOT, "fql.py"), "--capture-video", "--dataset-dir", str(tmp_path / "no")]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    needle = f"error: --capture-video: MuJoCo cannot render with MUJOCO_GL={backend.get('MUJOCO_GL', 'egl')} ("
+    assert_clean_error(result.returncode, result.stderr, 2, needle)
+    assert "set MUJOCO_GL to a backend that works here" in result.stderr and not os.path.exists(tmp_path / "runs")
 
 
 # fm_irl.py with a broken Minari dataset: each is named (id and folder) with what is wrong and how to make a good one.
