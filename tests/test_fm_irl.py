@@ -566,16 +566,21 @@ def test_a_missing_minari_dataset_says_how_to_make_it(tmp_path, run_env):
     ]
 
 
-def test_suite_builds_the_quick_profile_with_ablations_and_the_noise_sweep():
+def test_suite_builds_the_quick_profile_with_the_official_seeds_the_ablation_and_the_sweeps():
     from benchmark import suite
 
-    commands = [suite.format_command(c) for c in suite.build_fm_irl_commands(suite.Args(method="fm-irl", profile="quick"))]  # fmt: skip
-    assert len(commands) == 16  # 2 tasks x 3 variants x 2 seeds + 2 noise levels x 2 seeds
-    assert sum("--exp-name fm_irl_no_regularizer --regularizer-coef 0" in c for c in commands) == 4
-    assert sum("--exp-name fm_irl_no_disc_bc --disc-bc-coef 0" in c for c in commands) == 4
-    assert [c.split("--demo-noise ")[1] for c in commands if "--demo-noise" in c] == ["1", "1", "2", "2"]
+    quick = suite.build_fm_irl_commands(suite.Args(method="fm-irl", profile="quick"))
+    commands = [suite.format_command(c) for c in quick]
+    assert len(commands) == 22  # 2 tasks x 2 variants x seeds 1-4, then 3 sweeps x 2 seeds
+    assert [c.split("--seed ")[1].split()[0] for c in commands[:4]] == ["1", "2", "3", "4"]
+    assert sum("--exp-name fm_irl_no_regularizer --regularizer-coef 0" in c for c in commands) == 8
+    assert sum("--exp-name fm_irl_25_demos --num-demos 25" in c and "--env-id hopper" in c for c in commands) == 2
+    assert [c.split("--demo-noise ")[1].split()[0] for c in commands if "--demo-noise" in c] == ["1", "1", "2", "2"]
     assert all("--teacher-hidden-dim 128 --regularizer-samples 32" in c for c in commands)
     assert all(("--dataset-dir data" in c) == ("pointmaze" in c) for c in commands)
+    hopper = suite.build_fm_irl_commands(suite.Args(method="fm-irl", profile="quick", tasks=["hopper"], seeds=[7]))
+    assert [c[c.index("--exp-name") + 1] for c in hopper] == ["fm_irl", "fm_irl_no_regularizer", "fm_irl_25_demos"]
+    assert all(c[c.index("--seed") + 1] == "7" for c in hopper)
     paper = suite.build_fm_irl_commands(suite.Args(method="fm-irl", seeds=[3], tasks=["walker2d"]))
     assert [suite.format_command(c) for c in paper] == ["python fm_irl.py --env-id walker2d --seed 3 --exp-name fm_irl"]
 
