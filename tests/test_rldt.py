@@ -667,6 +667,21 @@ def test_ogbench_demonstrations_end_to_end_and_an_exact_resume(tmp_path, run_env
         assert again[tag] == full[tag], tag
     assert len(again["losses/critic_loss"]) == 2 and last_step in again["losses/critic_loss"]
 
+    # benchmark/rldt_field.py on that checkpoint: between iterations the trust region's reference is the policy itself,
+    # so its gradient is 0 at step 0 and not once the actor has moved; the four gradients are finite.
+    out = str(tmp_path / "field.json")
+    field = [sys.executable, "benchmark/rldt_field.py", "--run-dir", run_dir, "--actor-steps", "2", "--out", out]
+    result = subprocess.run([*field, "--measure-every", "1"], cwd=ROOT, env=run_env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = json.load(open(out))["steps"]
+    assert [s["actor_step"] for s in steps] == [0, 1, 2]
+    assert steps[0]["|trust-region gradient| / |total|"] == 0 < steps[2]["|trust-region gradient| / |total|"]
+    assert all(-1 <= s["gradient cosine, delta vs normal field"] <= 1 for s in steps)
+    assert all(s["|consistency gradient| / |total|"] > 0 and np.isfinite(list(s.values())).all() for s in steps)
+    missing = [*field[:3], str(tmp_path / "nowhere")]
+    missing = subprocess.run(missing, cwd=ROOT, env=run_env, capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: --run-dir")
+
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_parameters(tmp_path, run_env):
     result = run_rldt(tmp_path, run_env, *TINY, "--iterations", "0", "--pretrain-lr", "1e30", check=False)
