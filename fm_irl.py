@@ -1,12 +1,8 @@
 # FM-IRL: Flow-Matching for Reward Modeling and Policy Regularization (arXiv:2510.09222); docs: docs/fm_irl.md
 """FM-IRL trains a Gaussian MLP student online with PPO from a few demonstrations. A label-conditioned flow-matching
 teacher over (state, action), trained from scratch beside the student, is the discriminator that gives the reward, and
-a regulariser pulls the student's mean action toward the teacher's own expert-label samples.
-
-x-axis of every logged metric: environment steps. `--resume` restores the networks, optimisers, random keys,
-normalisers and episode statistics, and for gymnasium MuJoCo tasks the simulator state of the episodes in progress, so
-that a resumed run gives the numbers of an uninterrupted one; OGBench tasks keep state outside the simulator, so their
-episodes in progress are restarted on resume.
+a regulariser pulls the student's mean action toward the teacher's own expert-label samples. Logged x-axis: environment
+steps. A resumed run gives the numbers of an uninterrupted one, except that OGBench's episodes in progress restart.
 """
 
 import dataclasses
@@ -503,12 +499,9 @@ def teacher_loss(params, expert_x, agent_x, key, nets: Networks, args: Args):
     return loss, info
 
 
-def teacher_update(
-    state: TrainState, demos, obs_stats, agent_obs, agent_actions, key, num_updates: int, nets, teacher_tx, args
-):
-    """One pass of the official zip(shuffled expert batches, shuffled rollout batches): `num_updates` Adam steps.
-
-    Expert states are normalised with the current observation statistics; agent states are those of the rollout."""
+def teacher_update(state, demos, obs_stats, agent_obs, agent_actions, key, num_updates: int, nets, teacher_tx, args):
+    """One pass of the official zip(shuffled expert batches, shuffled rollout batches): `num_updates` Adam steps. Expert
+    states are normalised with the current observation statistics; agent states are those of the rollout."""
     expert_x = jnp.concatenate([normalize_obs(demos["observations"], obs_stats), demos["actions"]], axis=-1)
     agent_x = jnp.concatenate([agent_obs, agent_actions], axis=-1).reshape(-1, expert_x.shape[-1])
     key, expert_key, agent_key = jax.random.split(key, 3)
@@ -634,9 +627,8 @@ class Rollout(NamedTuple):
 def ppo_update(state: TrainState, rollout: Rollout, rewards, learning_rate, key, nets, student_tx, args: Args):
     """GAE, then `num_epochs` x `num_minibatches` Adam steps, each with fresh teacher samples for the regulariser."""
     next_value = nets.critic.apply(state.student["critic"], rollout.last_obs)
-    advantages, returns = compute_gae(
-        rewards, rollout.values, next_value, 1 - rollout.dones, 1 - rollout.time_limits, args
-    )
+    next_masks, time_limit_masks = 1 - rollout.dones, 1 - rollout.time_limits
+    advantages, returns = compute_gae(rewards, rollout.values, next_value, next_masks, time_limit_masks, args)
     advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-5)  # torch's unbiased std
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
     data = {"obs": flat(rollout.obs), "actions": flat(rollout.actions), "log_probs": flat(rollout.log_probs)}
@@ -664,8 +656,7 @@ def ppo_update(state: TrainState, rollout: Rollout, rewards, learning_rate, key,
     key, minibatch_key = jax.random.split(key)
     carry = (state.student, state.student_opt, minibatch_key)
     (student, opt_state, _), infos = jax.lax.scan(epoch, carry, jax.random.split(key, args.num_epochs))
-    info = jax.tree.map(jnp.mean, infos)
-    return state._replace(student=student, student_opt=opt_state), info
+    return state._replace(student=student, student_opt=opt_state), jax.tree.map(jnp.mean, infos)
 
 
 # Acting and evaluation (host side)
@@ -773,8 +764,8 @@ def load_model(path: str, obs_dim: int, action_dim: int) -> tuple[Networks, dict
     saved_args, saved = read_model(path, MODEL_KEYS)
     nets, student_tx, teacher_tx = make_networks(saved_args, obs_dim, action_dim)
     state = jax.eval_shape(lambda: init_train_state(jax.random.PRNGKey(0), nets, student_tx, teacher_tx, saved_args))
-    stats = {"mean": np.zeros(obs_dim, np.float32), "var": np.zeros(obs_dim, np.float32), "count": 0.0}
-    model = restore({"student": state.student, "teacher": state.teacher, "obs_stats": stats}, saved, path)
+    stats = RunningMeanStd(np.zeros(obs_dim, np.float32), np.zeros(obs_dim, np.float32), 0.0)
+    model = restore(saved_model(state, stats), saved, path)
     return nets, model["student"], RunningMeanStd(**model["obs_stats"])
 
 
@@ -848,14 +839,12 @@ def main(args: Args) -> None:
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
     np.random.seed(args.seed)
-    key = jax.random.PRNGKey(args.seed)
-    key, init_key, eval_key = jax.random.split(key, 3)
+    key, init_key, eval_key = jax.random.split(jax.random.PRNGKey(args.seed), 3)
 
-    num_eval_envs = max(1, min(args.num_eval_envs, args.eval_episodes))
     render_mode = "rgb_array" if args.capture_video and task.locomotion else None  # OGBench's render in any mode
     eval_envs = [
         gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
-        for _ in range(num_eval_envs)
+        for _ in range(max(1, min(args.num_eval_envs, args.eval_episodes)))
     ]
     obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
     eval_seed = 10**6 * (args.seed + 1)  # the reset seed of the first evaluation episode (+ the step in training)
@@ -885,10 +874,8 @@ def main(args: Args) -> None:
         print(f"resuming after iteration {start_iteration} (step {start_iteration * batch_size})")
     run_dir, writer = open_run(args, args.env_id, start_iteration * batch_size)
     print(f"run folder: {run_dir}")
-    teacher_steps = min(len(demos["observations"]), batch_size) // args.teacher_batch_size
-    teacher_fn = jax.jit(
-        partial(teacher_update, num_updates=teacher_steps, nets=nets, teacher_tx=teacher_tx, args=args)
-    )
+    num_updates = min(len(demos["observations"]), batch_size) // args.teacher_batch_size  # zip stops at the shorter
+    teacher_fn = jax.jit(partial(teacher_update, num_updates=num_updates, nets=nets, teacher_tx=teacher_tx, args=args))
     relabel_fn = jax.jit(partial(relabel_rewards, nets=nets, args=args))
     ppo_fn = jax.jit(partial(ppo_update, nets=nets, student_tx=student_tx, args=args))
     policy = jax.jit(partial(act, nets=nets))
