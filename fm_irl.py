@@ -724,7 +724,7 @@ def evaluate(envs, policy, student, obs_stats, key, seed: int, args: Args) -> tu
     stochastic student, frozen observation statistics. Also returns, with --capture-video, the frames of the first
     `video_episodes` episodes (rendering draws no random numbers)."""
     num_episodes = args.eval_episodes
-    returns, lengths, successes = np.zeros(num_episodes), np.zeros(num_episodes), np.zeros(num_episodes)
+    returns, lengths, successes = (np.zeros(num_episodes) for _ in range(3))
     videos = [[] for _ in range(min(args.video_episodes, num_episodes) if args.capture_video else 0)]
     low, high = envs[0].action_space.low, envs[0].action_space.high
     for first in range(0, num_episodes, len(envs)):
