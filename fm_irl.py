@@ -1,12 +1,8 @@
 # FM-IRL: Flow-Matching for Reward Modeling and Policy Regularization (arXiv:2510.09222); docs: docs/fm_irl.md
 """FM-IRL trains a Gaussian MLP student online with PPO from a few demonstrations. A label-conditioned flow-matching
 teacher over (state, action), trained from scratch beside the student, is the discriminator that gives the reward, and
-a regulariser pulls the student's mean action toward the teacher's own expert-label samples.
-
-x-axis of every logged metric: environment steps. `--resume` restores the networks, optimisers, random keys,
-normalisers and episode statistics, and for gymnasium MuJoCo tasks the simulator state of the episodes in progress, so
-that a resumed run gives the numbers of an uninterrupted one; OGBench tasks keep state outside the simulator, so their
-episodes in progress are restarted on resume.
+a regulariser pulls the student's mean action toward the teacher's own expert-label samples. Logged x-axis: environment
+steps. A resumed run gives the numbers of an uninterrupted one, except that OGBench's episodes in progress restart.
 """
 
 import dataclasses
@@ -24,7 +20,7 @@ import sys
 import time
 import warnings
 import zipfile
-from collections import deque
+from collections import deque, namedtuple
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, NamedTuple
@@ -183,23 +179,13 @@ FLAG_RULES = {
 }
 
 
-class TaskSettings(NamedTuple):
-    """One paper task's values in the official configs (`configs/<task>/fmirl.yaml` and the parser defaults)."""
-
-    total_timesteps: int
-    num_steps: int
-    teacher_lr: float
-    teacher_batch_size: int
-    label_dim: int
-    demo_frac: float
-    reward_bonus: float
-    proper_time_limits: bool
-    clip_actions: bool
-    regularizer_samples: int
-    eval_every: int  # the official eval interval in iterations x the official rollout size
-    eval_episodes: int
-
-
+# One paper task's values in the official configs (`configs/<task>/fmirl.yaml` and the parser defaults); eval_every is
+# the official eval interval in iterations x the official rollout size.
+TaskSettings = namedtuple(
+    "TaskSettings",
+    "total_timesteps num_steps teacher_lr teacher_batch_size label_dim demo_frac reward_bonus proper_time_limits "
+    "clip_actions regularizer_samples eval_every eval_episodes",
+)
 PAPER_TASKS = {
     "Hopper": TaskSettings(25_000_000, 128, 1e-4, 128, 10, 1.0, 20.0, False, True, 1024, 2000 * 4096, 2),
     "Walker2d": TaskSettings(8_000_000, 128, 1e-4, 128, 10, 1.0, 20.0, False, True, 1024, 2000 * 4096, 2),
@@ -274,17 +260,16 @@ def check_args(args: Args) -> Task:
     if task is None:
         why = f"unknown task; give one of {', '.join(ALIASES)} (OGBench ones optionally with -taskN), a gymnasium "
         fail("env_id", args.env_id, why + "MuJoCo id such as Ant-v5, or an OGBench single-task id")
-    settings = PAPER_TASKS[task.paper_task]
-    rollout_size = (args.num_steps or settings.num_steps) * args.num_envs
-    teacher_batch_size = args.teacher_batch_size or settings.teacher_batch_size
+    full = with_task_defaults(args, task)  # an unset lr_env_steps covers the run
+    rollout_size = full.num_steps * full.num_envs
     if args.num_envs % 2:
         fail("num_envs", args.num_envs, "must be even (the reward's antithetic time pairs halve each batch)")
-    if teacher_batch_size % 2 or teacher_batch_size > rollout_size:
+    if full.teacher_batch_size % 2 or full.teacher_batch_size > rollout_size:
         why = f"must be even (antithetic time pairs) and at most the {rollout_size} transitions of a rollout"
-        fail("teacher_batch_size", teacher_batch_size, why)
-    if (args.total_timesteps or settings.total_timesteps) < rollout_size:
+        fail("teacher_batch_size", full.teacher_batch_size, why)
+    if full.total_timesteps < rollout_size:
         fail("total_timesteps", args.total_timesteps, f"is less than one iteration of {rollout_size} steps")
-    if args.lr_env_steps is not None and args.lr_env_steps < (args.total_timesteps or settings.total_timesteps):
+    if full.lr_env_steps < full.total_timesteps:
         why = "must be at least --total-timesteps (the learning rate would turn negative); give more, or leave it out"
         fail("lr_env_steps", args.lr_env_steps, why)
     if args.num_minibatches > rollout_size:
@@ -312,10 +297,8 @@ def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
             time_limit = gym.spec(args.env_id).max_episode_steps
             episodes = [episode for episode in episodes if len(episode.actions) == time_limit]
             kept = f"episodes of the whole {time_limit} steps (--no-full-length-demos: of any length)"
-        num_episodes, num_demos = len(episodes), args.num_demos
-        print(f"demonstrations: episodes {[int(episode.id) for episode in episodes[:num_demos]]} of {source}")
-        observations = np.concatenate([episode.observations[:-1] for episode in episodes[:num_demos]])
-        actions = np.concatenate([episode.actions for episode in episodes[:num_demos]])
+        print(f"demonstrations: episodes {[int(episode.id) for episode in episodes[: args.num_demos]]} of {source}")
+        episodes = [(episode.observations[:-1], episode.actions) for episode in episodes]  # s_t beside a_t
     else:
         folder = os.path.expanduser(args.dataset_dir)
         folder = os.path.join(folder, f"demos-noise{args.demo_noise:g}") if args.demo_noise is not None else folder
@@ -331,13 +314,14 @@ def load_demos(task: Task, args: Args, obs_dim: int, action_dim: int) -> dict:
         if args.demo_noise is not None and noise != args.demo_noise:
             why = f"was made with noise {noise}, not --demo-noise {args.demo_noise:g}"
             raise SystemExit(f"error: {source} {why}\n{remake}")
-        ends = np.flatnonzero(data["terminals"])  # the last step of each demonstration
-        num_episodes, num_demos = len(ends), args.num_demos or max(len(ends), 1)
-        rows = ends[num_demos - 1] + 1 if num_episodes >= num_demos else 0
-        observations, actions = data["observations"][:rows], data["actions"][:rows]
+        ends = np.flatnonzero(data["terminals"]) + 1  # a demonstration ends at a terminal step; the rest is cut off
+        observations, actions = np.split(data["observations"], ends)[:-1], np.split(data["actions"], ends)[:-1]
+        episodes = list(zip(observations, actions, strict=True))
         kept = "demonstrations"
-    if num_episodes < num_demos:
-        raise SystemExit(f"error: {source} holds {num_episodes} {kept}, fewer than --num-demos {num_demos}")
+    num_demos = args.num_demos or max(len(episodes), 1)
+    if len(episodes) < num_demos:
+        raise SystemExit(f"error: {source} holds {len(episodes)} {kept}, fewer than --num-demos {num_demos}")
+    observations, actions = (np.concatenate(arrays) for arrays in zip(*episodes[:num_demos], strict=True))
     keep = np.arange(len(observations))
     np.random.default_rng(args.seed).shuffle(keep)
     keep = keep[: int(len(keep) * args.demo_frac)]
@@ -515,12 +499,9 @@ def teacher_loss(params, expert_x, agent_x, key, nets: Networks, args: Args):
     return loss, info
 
 
-def teacher_update(
-    state: TrainState, demos, obs_stats, agent_obs, agent_actions, key, num_updates: int, nets, teacher_tx, args
-):
-    """One pass of the official zip(shuffled expert batches, shuffled rollout batches): `num_updates` Adam steps.
-
-    Expert states are normalised with the current observation statistics; agent states are those of the rollout."""
+def teacher_update(state, demos, obs_stats, agent_obs, agent_actions, key, num_updates: int, nets, teacher_tx, args):
+    """One pass of the official zip(shuffled expert batches, shuffled rollout batches): `num_updates` Adam steps. Expert
+    states are normalised with the current observation statistics; agent states are those of the rollout."""
     expert_x = jnp.concatenate([normalize_obs(demos["observations"], obs_stats), demos["actions"]], axis=-1)
     agent_x = jnp.concatenate([agent_obs, agent_actions], axis=-1).reshape(-1, expert_x.shape[-1])
     key, expert_key, agent_key = jax.random.split(key, 3)
@@ -646,9 +627,8 @@ class Rollout(NamedTuple):
 def ppo_update(state: TrainState, rollout: Rollout, rewards, learning_rate, key, nets, student_tx, args: Args):
     """GAE, then `num_epochs` x `num_minibatches` Adam steps, each with fresh teacher samples for the regulariser."""
     next_value = nets.critic.apply(state.student["critic"], rollout.last_obs)
-    advantages, returns = compute_gae(
-        rewards, rollout.values, next_value, 1 - rollout.dones, 1 - rollout.time_limits, args
-    )
+    next_masks, time_limit_masks = 1 - rollout.dones, 1 - rollout.time_limits
+    advantages, returns = compute_gae(rewards, rollout.values, next_value, next_masks, time_limit_masks, args)
     advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-5)  # torch's unbiased std
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
     data = {"obs": flat(rollout.obs), "actions": flat(rollout.actions), "log_probs": flat(rollout.log_probs)}
@@ -676,8 +656,7 @@ def ppo_update(state: TrainState, rollout: Rollout, rewards, learning_rate, key,
     key, minibatch_key = jax.random.split(key)
     carry = (state.student, state.student_opt, minibatch_key)
     (student, opt_state, _), infos = jax.lax.scan(epoch, carry, jax.random.split(key, args.num_epochs))
-    info = jax.tree.map(jnp.mean, infos)
-    return state._replace(student=student, student_opt=opt_state), info
+    return state._replace(student=student, student_opt=opt_state), jax.tree.map(jnp.mean, infos)
 
 
 # Acting and evaluation (host side)
@@ -728,26 +707,25 @@ class TrainingEnvs:
 
 def collect_rollout(train_envs: TrainingEnvs, policy, student, key, num_steps: int, clip_actions: bool, progress=None):
     """`num_steps` steps of every environment, one student call per step for all of them."""
-    n, obs_dim = train_envs.obs.shape
-    action_dim = train_envs.low.shape[0]
-    obs, actions = np.zeros((num_steps, n, obs_dim), np.float32), np.zeros((num_steps, n, action_dim), np.float32)
-    log_probs, values = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
-    dones, time_limits, start_masks = (np.zeros((num_steps, n), np.float32) for _ in range(3))
+    steps = []  # per step, the fields of Rollout but the last
     for t in range(num_steps):
-        action, log_probs[t], values[t] = jax.device_get(policy(student, train_envs.obs, key, t))
-        obs[t], start_masks[t] = train_envs.obs, 1.0 - train_envs.prev_done
-        actions[t] = np.clip(action, train_envs.low, train_envs.high) if clip_actions else action
-        dones[t], time_limits[t] = train_envs.step(action)
+        obs, start_mask = train_envs.obs, 1.0 - train_envs.prev_done
+        action, log_prob, value = jax.device_get(policy(student, obs, key, t))
+        stored_action = np.clip(action, train_envs.low, train_envs.high) if clip_actions else action
+        done, time_limit = train_envs.step(action)
+        steps.append((obs, stored_action, log_prob, value, done, time_limit, start_mask))
         if progress is not None:
-            progress.update(n)
-    return Rollout(obs, actions, log_probs, values, dones, time_limits, start_masks, train_envs.obs.copy())
+            progress.update(len(obs))
+    return Rollout(*(np.stack(field).astype(np.float32) for field in zip(*steps, strict=True)), train_envs.obs.copy())
 
 
-def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int, videos=()) -> dict:
-    """Episodes in rounds of len(envs) environments (wrapped in RecordEpisodeStatistics) in lockstep; stochastic
-    student, frozen observation statistics. `videos`, empty lists, receive the frames of the first len(videos)
-    episodes (rendering draws no random numbers)."""
-    returns, lengths, successes = np.zeros(num_episodes), np.zeros(num_episodes), np.zeros(num_episodes)
+def evaluate(envs, policy, student, obs_stats, key, seed: int, args: Args) -> tuple[dict, list]:
+    """`eval_episodes` episodes in rounds of len(envs) environments (wrapped in RecordEpisodeStatistics) in lockstep;
+    stochastic student, frozen observation statistics. Also returns, with --capture-video, the frames of the first
+    `video_episodes` episodes (rendering draws no random numbers)."""
+    num_episodes = args.eval_episodes
+    returns, lengths, successes = (np.zeros(num_episodes) for _ in range(3))
+    videos = [[] for _ in range(min(args.video_episodes, num_episodes) if args.capture_video else 0)]
     low, high = envs[0].action_space.low, envs[0].action_space.high
     for first in range(0, num_episodes, len(envs)):
         active = envs[: min(len(envs), num_episodes - first)]
@@ -769,7 +747,7 @@ def evaluate(envs, policy, student, obs_stats, key, num_episodes: int, seed: int
                     successes[first + i] = info.get("success", np.nan)
             step += 1
     result = {"episodic_return": returns.mean(), "episodic_length": lengths.mean()}
-    return result | ({"success": successes.mean()} if not np.isnan(successes).any() else {})
+    return result | ({"success": successes.mean()} if not np.isnan(successes).any() else {}), videos
 
 
 # Saving and resuming: what a model and a checkpoint hold
@@ -786,8 +764,8 @@ def load_model(path: str, obs_dim: int, action_dim: int) -> tuple[Networks, dict
     saved_args, saved = read_model(path, MODEL_KEYS)
     nets, student_tx, teacher_tx = make_networks(saved_args, obs_dim, action_dim)
     state = jax.eval_shape(lambda: init_train_state(jax.random.PRNGKey(0), nets, student_tx, teacher_tx, saved_args))
-    stats = {"mean": np.zeros(obs_dim, np.float32), "var": np.zeros(obs_dim, np.float32), "count": 0.0}
-    model = restore({"student": state.student, "teacher": state.teacher, "obs_stats": stats}, saved, path)
+    stats = RunningMeanStd(np.zeros(obs_dim, np.float32), np.zeros(obs_dim, np.float32), 0.0)
+    model = restore(saved_model(state, stats), saved, path)
     return nets, model["student"], RunningMeanStd(**model["obs_stats"])
 
 
@@ -823,10 +801,9 @@ def restore_environments(train_envs: TrainingEnvs, saved: dict, restart_seed: in
 
     envs, stats = train_envs.envs, saved["obs_stats"]
     train_envs.obs_stats = RunningMeanStd(np.array(stats["mean"]), np.array(stats["var"]), float(stats["count"]))
-    for episode_return, episode_length, success in saved["finished"]:
-        envs.return_queue.append(episode_return)
-        envs.length_queue.append(int(episode_length))
-        train_envs.successes.append(success)
+    envs.return_queue.extend(saved["finished"][:, 0])
+    envs.length_queue.extend(map(int, saved["finished"][:, 1]))
+    train_envs.successes.extend(saved["finished"][:, 2])
     simulators = pickle.loads(saved["simulators"].tobytes())
     if simulators:  # continue the episodes in progress exactly
         for env, (physics, elapsed_steps, rng_state) in zip(envs.unwrapped.envs, simulators, strict=True):
@@ -835,10 +812,8 @@ def restore_environments(train_envs: TrainingEnvs, saved: dict, restart_seed: in
             mujoco.mj_forward(model, data)
             env._elapsed_steps, env.unwrapped.np_random.bit_generator.state = elapsed_steps, rng_state
         train_envs.obs, train_envs.prev_done = np.array(saved["obs"]), np.array(saved["prev_done"])
-        envs.episode_returns, envs.episode_lengths = (
-            np.array(saved["episode_return"]),
-            np.array(saved["episode_length"]),
-        )
+        envs.episode_returns = np.array(saved["episode_return"])
+        envs.episode_lengths = np.array(saved["episode_length"])
     else:  # restart them
         train_envs.obs = train_envs.observe(envs.reset(seed=[restart_seed + i for i in range(envs.num_envs)])[0])
 
@@ -864,22 +839,19 @@ def main(args: Args) -> None:
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
     np.random.seed(args.seed)
-    key = jax.random.PRNGKey(args.seed)
-    key, init_key, eval_key = jax.random.split(key, 3)
+    key, init_key, eval_key = jax.random.split(jax.random.PRNGKey(args.seed), 3)
 
-    num_eval_envs = max(1, min(args.num_eval_envs, args.eval_episodes))
     render_mode = "rgb_array" if args.capture_video and task.locomotion else None  # OGBench's render in any mode
     eval_envs = [
         gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
-        for _ in range(num_eval_envs)
+        for _ in range(max(1, min(args.num_eval_envs, args.eval_episodes)))
     ]
     obs_dim, action_dim = eval_envs[0].observation_space.shape[0], eval_envs[0].action_space.shape[0]
+    eval_seed = 10**6 * (args.seed + 1)  # the reset seed of the first evaluation episode (+ the step in training)
     if args.load_model:
         nets, student, obs_stats = load_model(args.load_model, obs_dim, action_dim)
         policy = jax.jit(partial(act, nets=nets))
-        videos = [[] for _ in range(min(args.video_episodes, args.eval_episodes) if args.capture_video else 0)]
-        seed = 10**6 * (args.seed + 1)
-        result = evaluate(eval_envs, policy, student, obs_stats, eval_key, args.eval_episodes, seed, videos)
+        result, videos = evaluate(eval_envs, policy, student, obs_stats, eval_key, eval_seed, args)
         print(f"{args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
         if videos:  # beside the model
             paths = save_videos(os.path.dirname(args.load_model), f"loaded_seed{args.seed}", videos, eval_envs[0])
@@ -902,10 +874,8 @@ def main(args: Args) -> None:
         print(f"resuming after iteration {start_iteration} (step {start_iteration * batch_size})")
     run_dir, writer = open_run(args, args.env_id, start_iteration * batch_size)
     print(f"run folder: {run_dir}")
-    teacher_steps = min(len(demos["observations"]), batch_size) // args.teacher_batch_size
-    teacher_fn = jax.jit(
-        partial(teacher_update, num_updates=teacher_steps, nets=nets, teacher_tx=teacher_tx, args=args)
-    )
+    num_updates = min(len(demos["observations"]), batch_size) // args.teacher_batch_size  # zip stops at the shorter
+    teacher_fn = jax.jit(partial(teacher_update, num_updates=num_updates, nets=nets, teacher_tx=teacher_tx, args=args))
     relabel_fn = jax.jit(partial(relabel_rewards, nets=nets, args=args))
     ppo_fn = jax.jit(partial(ppo_update, nets=nets, student_tx=student_tx, args=args))
     policy = jax.jit(partial(act, nets=nets))
@@ -951,11 +921,8 @@ def main(args: Args) -> None:
         for k, v in train_envs.episode_stats().items():  # the paper's curves
             writer.add_scalar(f"charts/{k}", v, global_step)
         if args.eval_episodes and ((iteration + 1) % eval_interval == 0 or iteration + 1 == num_iterations):
-            noise_key, seed = jax.random.fold_in(eval_key, global_step), 10**6 * (args.seed + 1) + global_step
-            videos = [[] for _ in range(min(args.video_episodes, args.eval_episodes) if args.capture_video else 0)]
-            eval_result = evaluate(
-                eval_envs, policy, state.student, train_envs.obs_stats, noise_key, args.eval_episodes, seed, videos
-            )
+            step_key, seed = jax.random.fold_in(eval_key, global_step), eval_seed + global_step
+            eval_result, videos = evaluate(eval_envs, policy, state.student, train_envs.obs_stats, step_key, seed, args)
             if videos:
                 save_videos(run_dir, f"eval_{global_step}", videos, eval_envs[0], writer, global_step)
             for k, v in eval_result.items():
@@ -971,11 +938,10 @@ def main(args: Args) -> None:
     wall_time = time.time() - start_time
     steps_per_second = (num_iterations - start_iteration) * batch_size / wall_time
     final = train_envs.episode_stats() | {f"eval {k}": v for k, v in eval_result.items()}
+    final = ", ".join(f"{k} {v:.3f}" for k, v in final.items() if "length" not in k)
     print(
-        f"{args.env_id}: final "
-        + ", ".join(f"{k} {v:.3f}" for k, v in final.items() if "length" not in k)
-        + f" (training: last {len(train_envs.successes)} episodes) | wall time {wall_time:.0f} s | "
-        f"{steps_per_second:.1f} steps/s (evaluation and compile included)"
+        f"{args.env_id}: final {final} (training: last {len(train_envs.successes)} episodes) | wall time "
+        f"{wall_time:.0f} s | {steps_per_second:.1f} steps/s (evaluation and compile included)"
     )
     writer.close()
 
