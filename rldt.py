@@ -295,13 +295,8 @@ def apply_domain_defaults(args: Args, task: Task) -> Args:
     defaults = dict(DOMAINS[task.domain])
     if defaults["steps_per_iteration"] is None:
         defaults["steps_per_iteration"] = 2 * chunks_per_episode(task, args.horizon)
-    fields = {f.name for f in dataclasses.fields(Args)}
-    return dataclasses.replace(
-        args,
-        env_id=task.env_id,
-        dataset_id=task.dataset_id,
-        **{k: v for k, v in defaults.items() if k in fields and getattr(args, k) is None},
-    )
+    unset = {k: v for k, v in defaults.items() if k in Args.__dataclass_fields__ and getattr(args, k) is None}
+    return dataclasses.replace(args, env_id=task.env_id, dataset_id=task.dataset_id, **unset)
 
 
 # Data: windows of `horizon` consecutive actions inside an episode, with min-max normalisation to [-1, 1] (DPPO's).
@@ -336,8 +331,7 @@ def load_episodes(task: Task, args: Args, obs_dim: int, action_dim: int) -> list
 
 
 def pretraining_data(task: Task, args: Args, obs_dim: int, action_dim: int):
-    """The dataset's observations and actions, normalised, the start index of every full action window, and the
-    normalisation."""
+    """The dataset's normalised observations and actions, the start of every full action window, and the normalisation."""
     episodes = load_episodes(task, args, obs_dim, action_dim)
     observations = np.concatenate([o for o, _ in episodes]).astype(np.float32)
     actions = np.concatenate([a for _, a in episodes]).astype(np.float32)
@@ -481,13 +475,10 @@ def expected_target(nets: Networks, actor_params, observations, x_k, t_k):
 def pretrain_optimizer(args: Args, num_steps: int, domain: dict):
     """AdamW with DPPO's schedule, by steps instead of epochs: linear warm-up from the final to the peak learning rate
     over the first epoch's share of the steps, then cosine decay to the final one; also the step where the EMA starts."""
+    peak, final = args.pretrain_lr, args.pretrain_min_lr
     warmup = round(num_steps * domain["pretrain_warmup_epochs"] / domain["pretrain_epochs"])
-    cosine = optax.cosine_decay_schedule(
-        args.pretrain_lr, max(num_steps - warmup, 1), args.pretrain_min_lr / args.pretrain_lr
-    )
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(args.pretrain_min_lr, args.pretrain_lr, warmup), cosine], [warmup]
-    )
+    cosine = optax.cosine_decay_schedule(peak, max(num_steps - warmup, 1), final / peak)
+    schedule = optax.join_schedules([optax.linear_schedule(final, peak, warmup), cosine], [warmup])
     ema_start = round(num_steps * (EMA_START_EPOCH - 1) / domain["pretrain_epochs"])
     return optax.adamw(schedule, weight_decay=args.pretrain_weight_decay), schedule, ema_start
 
@@ -607,9 +598,7 @@ def actor_loss(params, old_params, critic_params, states, state_weights, draws: 
     return loss, info | dict(actor_loss=loss, svgd_loss=svgd_loss, consistency_loss=consistency_loss, kl_loss=kl_loss)
 
 
-def actor_step(
-    state: ActorState, old_params, critic_params, states, state_weights, key, nets: Networks, tx, args: Args
-):
+def actor_step(state: ActorState, old_params, critic_params, states, weights, key, nets: Networks, tx, args: Args):
     """One Adam step on the actor loss, with fresh draws."""
     rows, dim = states.shape[0] * args.n_particles, nets.actor.output_dim
     noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
@@ -619,9 +608,8 @@ def actor_step(
         "teacher_step": jax.random.randint(teacher_step_key, (rows,), 0, args.flow_steps),
         "teacher_noise": jax.random.normal(teacher_noise_key, (rows, dim)),
     }
-    grads, info = jax.grad(actor_loss, has_aux=True)(
-        state.params, old_params, critic_params, states, state_weights, draws, nets, args
-    )
+    loss_grad = jax.grad(actor_loss, has_aux=True)
+    grads, info = loss_grad(state.params, old_params, critic_params, states, weights, draws, nets, args)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return ActorState(optax.apply_updates(state.params, updates), opt_state), info
 
@@ -665,11 +653,9 @@ def critic_loss(params, targets, batch, nets: Networks):
 
 
 def critic_round(state: CriticState, actor_params, batch, key, nets: Networks, tx, args: Args, clip: tuple):
-    """`critic_steps / critic_rounds` full-batch critic steps on trajectory segments, in one compiled call.
-
-    batch: states (n, T + 1, obs_dim), actions (n, T, D), rewards (already scaled), dones and loss_mask (n, T).
-    The bootstrap actions are drawn once per round; the targets follow the target critics, updated after every step.
-    """
+    """`critic_steps / critic_rounds` full-batch critic steps in one compiled call, on trajectory segments: states
+    (n, T + 1, obs_dim), actions (n, T, D), rewards (already scaled), dones and loss_mask (n, T). The bootstrap actions
+    are drawn once per round; the targets follow the target critics, updated after every step."""
     flat_states = batch["states"].reshape(-1, batch["states"].shape[-1])
     noise = jax.random.normal(key, (args.q_bootstrap, flat_states.shape[0], nets.actor.output_dim))
     bootstrap = bootstrap_actions(nets, actor_params, flat_states, noise, args)
@@ -721,12 +707,10 @@ def take(segments: dict, index) -> dict:
 
 
 def mix_segments(rng: np.random.Generator, fresh: dict, buffer: dict, args: Args, sparse: bool) -> dict:
-    """A critic round's batch of len(fresh) segments: a share of this iteration's, the rest from the replay.
-
-    Dense (state agent): the fresh share is max(n_fresh / (n_fresh + n_old), new_fraction), old ones are uniform.
-    Sparse (image agent): int(n new_fraction) fresh, and the rest half from successful (sum r != 0) and half from
-    failed old episodes, with replacement if a group is small, only one half if a group is empty.
-    """
+    """A critic round's batch of len(fresh) segments: a share of this iteration's, the rest from the replay. Dense
+    (state agent): the fresh share is max(n_fresh / (n_fresh + n_old), new_fraction), old ones are uniform. Sparse
+    (image agent): int(n new_fraction) fresh, and the rest half from successful (sum r != 0) and half from failed old
+    episodes, with replacement if a group is small, only one half if a group is empty."""
     num = len(fresh["rewards"])
     num_old = len(buffer["rewards"])
     if num_old == 0:
@@ -803,8 +787,7 @@ class ActionChunk(gym.Wrapper):
         super().__init__(env)
         self.normalizer = normalizer
         self.frames = None  # a recorded episode's list of frames: one is added after each action
-        action_dim = env.action_space.shape[0]
-        self.action_space = gym.spaces.Box(-np.inf, np.inf, (horizon, action_dim), np.float32)
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (horizon, *env.action_space.shape), np.float32)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
 
     def reset(self, **kwargs):
@@ -857,11 +840,9 @@ def act(nets: Networks, actor_params, observations, key, deterministic: bool, fl
 
 
 def collect(envs, obs, policy, params, key, num_steps: int, progress) -> tuple[dict, np.ndarray, list]:
-    """Step all environments `num_steps` chunks with one policy call per chunk; finished episodes are reset.
-
-    Returns the segment of each environment (states with the state after the last chunk, executed actions, chunk
-    rewards, dones = terminated or truncated), the next observations, and (return, length) of each finished episode.
-    """
+    """Step all environments `num_steps` chunks with one policy call per chunk; finished episodes are reset. Returns
+    the segment of each environment (states with the state after the last chunk, executed actions, chunk rewards,
+    dones = terminated or truncated), the next observations, and (return, length) of each finished episode."""
     num_envs = obs.shape[0]
     states, actions = np.zeros((num_envs, num_steps + 1, obs.shape[1]), np.float32), []
     rewards, dones = np.zeros((num_envs, num_steps), np.float32), np.zeros((num_envs, num_steps), np.float32)
@@ -886,7 +867,7 @@ def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int, vide
     """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per chunk.
     `success` is the share of episodes with a positive return: solved at some step, with success rewards. `videos`,
     empty lists, receive the frames of the first len(videos) episodes (rendering draws no random numbers)."""
-    returns, lengths = [], []
+    finished = []
     for first in range(0, num_episodes, len(envs)):
         active = envs[: min(len(envs), num_episodes - first)]
         obs = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)])
@@ -902,9 +883,8 @@ def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int, vide
                 if episodes[i] is None:
                     obs[i], _, _, _, info = env.step(chunks[i].reshape(env.action_space.shape))
                     episodes[i] = info.get("episode")
-        returns += [episode["r"] for episode in episodes]
-        lengths += [episode["l"] for episode in episodes]
-    returns = np.array(returns)
+        finished += episodes
+    returns, lengths = np.array([(episode["r"], episode["l"]) for episode in finished]).T
     return {"episodic_return": returns.mean(), "episodic_length": np.mean(lengths), "success": np.mean(returns > 0)}
 
 
@@ -991,8 +971,9 @@ def pretrain(run: dict, data: dict, key, normalizer: dict, buffer: dict, nets, r
     """From the run's pretraining state to --pretrain-steps, with logs and checkpoints after the chunks; saves the EMA
     weights as `pretrained.flax` and returns them, and the writer (each checkpoint opens a new one)."""
     tx, schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
-    chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx, args=args)
-    chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
+    chunk_fn = jax.jit(
+        partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx, args=args), static_argnames="num_steps"
+    )
     state, step, device_data = run["pretrain"], run["step"], jax.device_put(data)
     progress = tqdm(total=args.pretrain_steps, initial=step, desc="pretrain", smoothing=0.1)
     last_checkpoint, every = step, args.checkpoint_every * args.pretrain_log_every
