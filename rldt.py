@@ -933,7 +933,8 @@ def log_iteration(writer, step: int, critic_infos: list, actor_infos: list, fini
     if finished:
         returns, lengths = np.array(finished).T
         charts = charts | {"episodic_return": returns.mean(), "episodic_length": lengths.mean()}
-        charts |= {"success": np.mean(returns > 0)} if sparse else {}
+        if sparse:
+            charts["success"] = np.mean(returns > 0)
     for k, v in charts.items():
         writer.add_scalar(f"charts/{k}", v, step)
 
@@ -971,9 +972,8 @@ def pretrain(run: dict, data: dict, key, normalizer: dict, buffer: dict, nets, r
     """From the run's pretraining state to --pretrain-steps, with logs and checkpoints after the chunks; saves the EMA
     weights as `pretrained.flax` and returns them, and the writer (each checkpoint opens a new one)."""
     tx, schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
-    chunk_fn = jax.jit(
-        partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx, args=args), static_argnames="num_steps"
-    )
+    chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx, args=args)
+    chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
     state, step, device_data = run["pretrain"], run["step"], jax.device_put(data)
     progress = tqdm(total=args.pretrain_steps, initial=step, desc="pretrain", smoothing=0.1)
     last_checkpoint, every = step, args.checkpoint_every * args.pretrain_log_every
@@ -992,9 +992,8 @@ def pretrain(run: dict, data: dict, key, normalizer: dict, buffer: dict, nets, r
         writer.add_scalar("charts/learning_rate", float(schedule(step - 1)), step)
         writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), step)
         if checkpoint_due(step, last_checkpoint, every, args.pretrain_steps):
-            content = dict(
-                phase="pretrain", normalizer=normalizer, buffer=buffer, state=dict(pretrain=state, step=step)
-            )
+            resumable = dict(pretrain=state, step=step)
+            content = dict(phase="pretrain", normalizer=normalizer, buffer=buffer, state=resumable)
             writer, last_checkpoint = save_checkpoint(run_dir, content, step, writer), step
     progress.close()
     path = save_model(run_dir, "pretrained", dict(actor=state.ema_params, normalizer=normalizer), args)
@@ -1095,7 +1094,7 @@ def main(args: Args) -> None:
     obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0] if envs else None
     total, done = args.iterations * args.steps_per_iteration, iteration * args.steps_per_iteration
     progress = tqdm(total=total, initial=done, desc="fine-tune")
-    finetune_start_time, first_iteration, last_checkpoint = time.time(), iteration, iteration if resumed else -1
+    finetune_start_time, first_step, last_checkpoint = time.time(), global_step, iteration if resumed else -1
     while iteration < args.iterations:
         if checkpoint_due(iteration, last_checkpoint, args.checkpoint_every, args.iterations):  # between iterations
             state = dict(actor=actor_state, old_actor=old_params, critic=critic_state, iteration=iteration)
@@ -1156,9 +1155,8 @@ def main(args: Args) -> None:
         old_params = actor_state.params  # the trust region's reference for the next iteration
 
         # TRY NOT TO MODIFY: logging and evaluation
-        env_steps = (iteration - first_iteration) * args.num_envs * args.steps_per_iteration * args.horizon
         charts = dict(actor_learning_rate=float(actor_schedule(max(actor_updates - 1, 0))), reward_scale=reward_scale)
-        charts |= seconds | {"SPS": env_steps / (time.time() - finetune_start_time)}
+        charts |= seconds | {"SPS": (global_step - first_step) / (time.time() - finetune_start_time)}
         log_iteration(writer, global_step, critic_infos, actor_infos, finished, charts, sparse)
         if iteration % args.eval_every == 0 or iteration == args.iterations:
             eval_result = evaluate_and_log(
@@ -1171,12 +1169,12 @@ def main(args: Args) -> None:
     if args.save_model:
         path = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
         print(f"model saved to {path}")
-    env_steps = (args.iterations - first_iteration) * args.num_envs * args.steps_per_iteration * args.horizon
+    env_steps_per_second = (global_step - first_step) / max(time.time() - finetune_start_time, 1e-9)
     final = f"final return {eval_result['episodic_return']:.1f}" if eval_result else "no evaluation"
     final += f", success {eval_result['success']:.3f}" if eval_result and sparse else ""
     print(
         f"{task.env_id}: {final} over {args.eval_episodes} episodes | wall time {time.time() - start_time:.0f} s | "
-        f"{env_steps / max(time.time() - finetune_start_time, 1e-9):.0f} env steps/s while fine-tuning"
+        f"{env_steps_per_second:.0f} env steps/s while fine-tuning"
     )
     writer.close()
 
