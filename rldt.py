@@ -295,13 +295,8 @@ def apply_domain_defaults(args: Args, task: Task) -> Args:
     defaults = dict(DOMAINS[task.domain])
     if defaults["steps_per_iteration"] is None:
         defaults["steps_per_iteration"] = 2 * chunks_per_episode(task, args.horizon)
-    fields = {f.name for f in dataclasses.fields(Args)}
-    return dataclasses.replace(
-        args,
-        env_id=task.env_id,
-        dataset_id=task.dataset_id,
-        **{k: v for k, v in defaults.items() if k in fields and getattr(args, k) is None},
-    )
+    unset = {k: v for k, v in defaults.items() if k in Args.__dataclass_fields__ and getattr(args, k) is None}
+    return dataclasses.replace(args, env_id=task.env_id, dataset_id=task.dataset_id, **unset)
 
 
 # Data: windows of `horizon` consecutive actions inside an episode, with min-max normalisation to [-1, 1] (DPPO's).
@@ -335,20 +330,25 @@ def load_episodes(task: Task, args: Args, obs_dim: int, action_dim: int) -> list
     return list(zip(split(demos["observations"]), split(demos["actions"]), strict=True))
 
 
-def pretraining_data(episodes, horizon: int):
-    """Normalised observations and actions of all episodes, and the start index of every full action window."""
+def pretraining_data(task: Task, args: Args, obs_dim: int, action_dim: int):
+    """The dataset's normalised observations and actions, the start of every full action window, and the normalisation."""
+    episodes = load_episodes(task, args, obs_dim, action_dim)
     observations = np.concatenate([o for o, _ in episodes]).astype(np.float32)
     actions = np.concatenate([a for _, a in episodes]).astype(np.float32)
     normalizer = {"obs_min": observations.min(0), "obs_max": observations.max(0)}
     normalizer |= {"action_min": actions.min(0), "action_max": actions.max(0)}
     starts, offset = [], 0
     for _, episode_actions in episodes:
-        starts.append(offset + np.arange(max(len(episode_actions) - horizon + 1, 0)))
+        starts.append(offset + np.arange(max(len(episode_actions) - args.horizon + 1, 0)))
         offset += len(episode_actions)
+    starts = np.concatenate(starts).astype(np.int32)
+    if len(starts) == 0:
+        raise SystemExit(f"error: the dataset {task.dataset_id} has no episode of {args.horizon} steps or more")
+    print(f"dataset: {len(episodes)} episodes, {len(starts)} action windows")
     data = {
         "observations": normalize(observations, normalizer, "obs").astype(np.float32),
         "actions": normalize(actions, normalizer, "action").astype(np.float32),
-        "starts": np.concatenate(starts).astype(np.int32),
+        "starts": starts,
     }
     return data, normalizer
 
@@ -475,13 +475,10 @@ def expected_target(nets: Networks, actor_params, observations, x_k, t_k):
 def pretrain_optimizer(args: Args, num_steps: int, domain: dict):
     """AdamW with DPPO's schedule, by steps instead of epochs: linear warm-up from the final to the peak learning rate
     over the first epoch's share of the steps, then cosine decay to the final one; also the step where the EMA starts."""
+    peak, final = args.pretrain_lr, args.pretrain_min_lr
     warmup = round(num_steps * domain["pretrain_warmup_epochs"] / domain["pretrain_epochs"])
-    cosine = optax.cosine_decay_schedule(
-        args.pretrain_lr, max(num_steps - warmup, 1), args.pretrain_min_lr / args.pretrain_lr
-    )
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(args.pretrain_min_lr, args.pretrain_lr, warmup), cosine], [warmup]
-    )
+    cosine = optax.cosine_decay_schedule(peak, max(num_steps - warmup, 1), final / peak)
+    schedule = optax.join_schedules([optax.linear_schedule(final, peak, warmup), cosine], [warmup])
     ema_start = round(num_steps * (EMA_START_EPOCH - 1) / domain["pretrain_epochs"])
     return optax.adamw(schedule, weight_decay=args.pretrain_weight_decay), schedule, ema_start
 
@@ -601,9 +598,7 @@ def actor_loss(params, old_params, critic_params, states, state_weights, draws: 
     return loss, info | dict(actor_loss=loss, svgd_loss=svgd_loss, consistency_loss=consistency_loss, kl_loss=kl_loss)
 
 
-def actor_step(
-    state: ActorState, old_params, critic_params, states, state_weights, key, nets: Networks, tx, args: Args
-):
+def actor_step(state: ActorState, old_params, critic_params, states, weights, key, nets: Networks, tx, args: Args):
     """One Adam step on the actor loss, with fresh draws."""
     rows, dim = states.shape[0] * args.n_particles, nets.actor.output_dim
     noise_key, step_key, teacher_step_key, teacher_noise_key = jax.random.split(key, 4)
@@ -613,9 +608,8 @@ def actor_step(
         "teacher_step": jax.random.randint(teacher_step_key, (rows,), 0, args.flow_steps),
         "teacher_noise": jax.random.normal(teacher_noise_key, (rows, dim)),
     }
-    grads, info = jax.grad(actor_loss, has_aux=True)(
-        state.params, old_params, critic_params, states, state_weights, draws, nets, args
-    )
+    loss_grad = jax.grad(actor_loss, has_aux=True)
+    grads, info = loss_grad(state.params, old_params, critic_params, states, weights, draws, nets, args)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return ActorState(optax.apply_updates(state.params, updates), opt_state), info
 
@@ -659,11 +653,9 @@ def critic_loss(params, targets, batch, nets: Networks):
 
 
 def critic_round(state: CriticState, actor_params, batch, key, nets: Networks, tx, args: Args, clip: tuple):
-    """`critic_steps / critic_rounds` full-batch critic steps on trajectory segments, in one compiled call.
-
-    batch: states (n, T + 1, obs_dim), actions (n, T, D), rewards (already scaled), dones and loss_mask (n, T).
-    The bootstrap actions are drawn once per round; the targets follow the target critics, updated after every step.
-    """
+    """`critic_steps / critic_rounds` full-batch critic steps in one compiled call, on trajectory segments: states
+    (n, T + 1, obs_dim), actions (n, T, D), rewards (already scaled), dones and loss_mask (n, T). The bootstrap actions
+    are drawn once per round; the targets follow the target critics, updated after every step."""
     flat_states = batch["states"].reshape(-1, batch["states"].shape[-1])
     noise = jax.random.normal(key, (args.q_bootstrap, flat_states.shape[0], nets.actor.output_dim))
     bootstrap = bootstrap_actions(nets, actor_params, flat_states, noise, args)
@@ -715,12 +707,10 @@ def take(segments: dict, index) -> dict:
 
 
 def mix_segments(rng: np.random.Generator, fresh: dict, buffer: dict, args: Args, sparse: bool) -> dict:
-    """A critic round's batch of len(fresh) segments: a share of this iteration's, the rest from the replay.
-
-    Dense (state agent): the fresh share is max(n_fresh / (n_fresh + n_old), new_fraction), old ones are uniform.
-    Sparse (image agent): int(n new_fraction) fresh, and the rest half from successful (sum r != 0) and half from
-    failed old episodes, with replacement if a group is small, only one half if a group is empty.
-    """
+    """A critic round's batch of len(fresh) segments: a share of this iteration's, the rest from the replay. Dense
+    (state agent): the fresh share is max(n_fresh / (n_fresh + n_old), new_fraction), old ones are uniform. Sparse
+    (image agent): int(n new_fraction) fresh, and the rest half from successful (sum r != 0) and half from failed old
+    episodes, with replacement if a group is small, only one half if a group is empty."""
     num = len(fresh["rewards"])
     num_old = len(buffer["rewards"])
     if num_old == 0:
@@ -797,8 +787,7 @@ class ActionChunk(gym.Wrapper):
         super().__init__(env)
         self.normalizer = normalizer
         self.frames = None  # a recorded episode's list of frames: one is added after each action
-        action_dim = env.action_space.shape[0]
-        self.action_space = gym.spaces.Box(-np.inf, np.inf, (horizon, action_dim), np.float32)
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (horizon, *env.action_space.shape), np.float32)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
 
     def reset(self, **kwargs):
@@ -851,11 +840,9 @@ def act(nets: Networks, actor_params, observations, key, deterministic: bool, fl
 
 
 def collect(envs, obs, policy, params, key, num_steps: int, progress) -> tuple[dict, np.ndarray, list]:
-    """Step all environments `num_steps` chunks with one policy call per chunk; finished episodes are reset.
-
-    Returns the segment of each environment (states with the state after the last chunk, executed actions, chunk
-    rewards, dones = terminated or truncated), the next observations, and (return, length) of each finished episode.
-    """
+    """Step all environments `num_steps` chunks with one policy call per chunk; finished episodes are reset. Returns
+    the segment of each environment (states with the state after the last chunk, executed actions, chunk rewards,
+    dones = terminated or truncated), the next observations, and (return, length) of each finished episode."""
     num_envs = obs.shape[0]
     states, actions = np.zeros((num_envs, num_steps + 1, obs.shape[1]), np.float32), []
     rewards, dones = np.zeros((num_envs, num_steps), np.float32), np.zeros((num_envs, num_steps), np.float32)
@@ -880,7 +867,7 @@ def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int, vide
     """Run `num_episodes` episodes in rounds of len(envs) environments stepped in lockstep; one policy call per chunk.
     `success` is the share of episodes with a positive return: solved at some step, with success rewards. `videos`,
     empty lists, receive the frames of the first len(videos) episodes (rendering draws no random numbers)."""
-    returns, lengths = [], []
+    finished = []
     for first in range(0, num_episodes, len(envs)):
         active = envs[: min(len(envs), num_episodes - first)]
         obs = np.stack([env.reset(seed=seed + first + i)[0] for i, env in enumerate(active)])
@@ -896,17 +883,21 @@ def evaluate(envs: list, policy, params, key, num_episodes: int, seed: int, vide
                 if episodes[i] is None:
                     obs[i], _, _, _, info = env.step(chunks[i].reshape(env.action_space.shape))
                     episodes[i] = info.get("episode")
-        returns += [episode["r"] for episode in episodes]
-        lengths += [episode["l"] for episode in episodes]
-    returns = np.array(returns)
+        finished += episodes
+    returns, lengths = np.array([(episode["r"], episode["l"]) for episode in finished]).T
     return {"episodic_return": returns.mean(), "episodic_length": np.mean(lengths), "success": np.mean(returns > 0)}
+
+
+def finetune_step(args: Args, iteration: int) -> int:
+    """The logged x-axis after `iteration` fine-tuning iterations: pretraining steps, then environment steps."""
+    return args.pretrain_steps + iteration * args.num_envs * args.steps_per_iteration * args.horizon
 
 
 def evaluate_and_log(writer, run_dir, envs, policy, params, key, iteration: int, args: Args, sparse: bool) -> dict:
     """Evaluate after `iteration` fine-tuning iterations on fresh episodes and noise, and log `eval/*`."""
     if args.eval_episodes == 0:
         return {}
-    step = args.pretrain_steps + iteration * args.num_envs * args.steps_per_iteration * args.horizon
+    step = finetune_step(args, iteration)
     seed = 10**6 * (args.seed + 1) + 1000 * iteration
     videos = [[] for _ in range(args.video_episodes if args.capture_video else 0)]
     result = evaluate(envs, policy, params, jax.random.fold_in(key, iteration), args.eval_episodes, seed, videos)
@@ -920,6 +911,34 @@ def evaluate_and_log(writer, run_dir, envs, policy, params, key, iteration: int,
     return result
 
 
+def evaluate_saved_model(envs, policy, params, key, args: Args, sparse: bool) -> None:
+    """--load-model: evaluate the saved policy, print its return and save the videos beside it."""
+    videos = [[] for _ in range(args.video_episodes if args.capture_video else 0)]
+    result = evaluate(envs, policy, params, key, args.eval_episodes, 10**6, videos)
+    success = f", success {result['success']:.3f}" if sparse else ""
+    print(f"{args.env_id}: return {result['episodic_return']:.1f}{success}")
+    if videos:
+        paths = save_videos(os.path.dirname(args.load_model), f"loaded_seed{args.seed}", videos, envs[0])
+        print("videos:", *paths)
+
+
+def log_iteration(writer, step: int, critic_infos: list, actor_infos: list, finished: list, charts: dict, sparse: bool):
+    """An iteration's means of the critic's and the actor's losses and diagnostics, the exploration episodes that ended
+    in it, and `charts` (learning rate, reward scale, timings)."""
+    for k in critic_infos[0]:
+        writer.add_scalar(f"losses/{k}", float(np.mean([info[k] for info in critic_infos])), step)
+    for k in actor_infos[0] if actor_infos else []:
+        group = "losses" if k.endswith("loss") else "charts"
+        writer.add_scalar(f"{group}/{k}", float(np.mean([info[k] for info in actor_infos])), step)
+    if finished:
+        returns, lengths = np.array(finished).T
+        charts = charts | {"episodic_return": returns.mean(), "episodic_length": lengths.mean()}
+        if sparse:
+            charts["success"] = np.mean(returns > 0)
+    for k, v in charts.items():
+        writer.add_scalar(f"charts/{k}", v, step)
+
+
 # Saving and resuming: what a saved model and a checkpoint hold (the plumbing below writes and reads them). A checkpoint
 # holds the phase, the normalisation, the replay and the state of that phase: the pretraining state and its step, or
 # the fine-tuning states and counters.
@@ -931,10 +950,55 @@ def saved_model(actor_state: ActorState, critic_state: CriticState, normalizer: 
     return {"actor": actor_state.params, "critic": critic_state.params, "normalizer": normalizer}
 
 
+def saved_model_args(args: Args, saved: Args) -> Args:
+    """The arguments of a run on a saved policy: with --load-model, the saved run's, to evaluate it on its own task with
+    its own settings; with --pretrained, this run's with the saved architecture, to fine-tune it without pretraining."""
+    if args.load_model:
+        evaluation = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed)
+        evaluation |= dict(capture_video=args.capture_video, video_episodes=args.video_episodes)
+        return dataclasses.replace(saved, **evaluation, resume=None)
+    architecture = ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")
+    return dataclasses.replace(args, pretrain_steps=0, **{f: getattr(saved, f) for f in architecture})
+
+
 def finetune_start(params, critic_state: CriticState, tx_actor) -> dict:
     """Fine-tuning's first state: the pretrained policy, also the trust region's first reference, and a new critic."""
     actor_state = ActorState(params, tx_actor.init(params))
     return dict(actor=actor_state, old_actor=params, critic=critic_state, iteration=0, actor_updates=0, reward_ema=-1.0)
+
+
+# Phase 1: pretraining by flow-matching behaviour cloning, in compiled chunks of `pretrain_log_every` steps.
+def pretrain(run: dict, data: dict, key, normalizer: dict, buffer: dict, nets, run_dir, writer, args: Args, domain):
+    """From the run's pretraining state to --pretrain-steps, with logs and checkpoints after the chunks; saves the EMA
+    weights as `pretrained.flax` and returns them, and the writer (each checkpoint opens a new one)."""
+    tx, schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
+    chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx, args=args)
+    chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
+    state, step, device_data = run["pretrain"], run["step"], jax.device_put(data)
+    progress = tqdm(total=args.pretrain_steps, initial=step, desc="pretrain", smoothing=0.1)
+    last_checkpoint, every = step, args.checkpoint_every * args.pretrain_log_every
+    while step < args.pretrain_steps:
+        num_steps = min(args.pretrain_log_every, args.pretrain_steps - step)
+        chunk_start = time.time()
+        new_state, losses = chunk_fn(state, device_data, step, key, num_steps=num_steps)
+        losses = np.asarray(losses)
+        if not np.isfinite(losses).all():
+            good = save_model(run_dir, "pretrained", dict(actor=state.ema_params, normalizer=normalizer), args)
+            bad = step + 1 + int(np.argmax(~np.isfinite(losses)))
+            stop_on_nan(bad, step, good, writer, progress, " (pretraining)")
+        state, step = new_state, step + num_steps
+        progress.update(num_steps)
+        writer.add_scalar("losses/pretrain_loss", float(losses.mean()), step)
+        writer.add_scalar("charts/learning_rate", float(schedule(step - 1)), step)
+        writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), step)
+        if checkpoint_due(step, last_checkpoint, every, args.pretrain_steps):
+            resumable = dict(pretrain=state, step=step)
+            content = dict(phase="pretrain", normalizer=normalizer, buffer=buffer, state=resumable)
+            writer, last_checkpoint = save_checkpoint(run_dir, content, step, writer), step
+    progress.close()
+    path = save_model(run_dir, "pretrained", dict(actor=state.ema_params, normalizer=normalizer), args)
+    print(f"pretrained policy (EMA weights) saved to {path}")
+    return state.ema_params, writer
 
 
 # Training loop
@@ -945,13 +1009,7 @@ def main(args: Args) -> None:
     model_path = args.load_model or (args.pretrained if checkpoint is None else None)
     if model_path:  # a saved policy, and the arguments of the run that saved it
         saved, model = read_model(model_path, MODEL_KEYS)
-        if args.load_model:  # evaluated on its own task with its own settings
-            evaluation = dict(load_model=args.load_model, eval_episodes=args.eval_episodes, seed=args.seed)
-            evaluation |= dict(capture_video=args.capture_video, video_episodes=args.video_episodes)
-            args = dataclasses.replace(saved, **evaluation, resume=None)
-        else:  # fine-tuned with its architecture, without pretraining
-            architecture = ("horizon", "actor_hidden_dims", "time_dim", "actor_activation")
-            args = dataclasses.replace(args, pretrain_steps=0, **{f: getattr(saved, f) for f in architecture})
+        args = saved_model_args(args, saved)
         task = resolve_task(args.env_id, args.dataset_id)
     args = apply_domain_defaults(args, task)
     domain = DOMAINS[task.domain]
@@ -970,34 +1028,22 @@ def main(args: Args) -> None:
     phase = checkpoint["phase"] if checkpoint else ("finetune" if model_path else "pretrain")
     normalizer = checkpoint["normalizer"] if checkpoint else model["normalizer"] if model_path else None
     if phase == "pretrain":
-        episodes = load_episodes(task, args, obs_dim, action_dim)
-        data, dataset_normalizer = pretraining_data(episodes, args.horizon)
+        data, dataset_normalizer = pretraining_data(task, args, obs_dim, action_dim)
         normalizer = dataset_normalizer if normalizer is None else normalizer
-        num_windows = len(data["starts"])
-        if num_windows == 0:
-            raise SystemExit(f"error: the dataset {task.dataset_id} has no episode of {args.horizon} steps or more")
         if args.pretrain_steps is None:  # the official number of epochs
-            epochs, steps_per_epoch = domain["pretrain_epochs"], -(-num_windows // args.pretrain_batch_size)
-            args = dataclasses.replace(args, pretrain_steps=epochs * steps_per_epoch)
-        print(f"dataset: {len(episodes)} episodes, {num_windows} action windows, {args.pretrain_steps} pretrain steps")
+            steps_per_epoch = -(-len(data["starts"]) // args.pretrain_batch_size)
+            args = dataclasses.replace(args, pretrain_steps=domain["pretrain_epochs"] * steps_per_epoch)
     normalizer = {k: np.asarray(v, np.float32) for k, v in normalizer.items()}
     nets = make_networks(args, action_dim)
     if model_path:
         pretrained_params = restore(init_actor(init_key, nets, obs_dim), model["actor"], model_path)
         print(f"policy: {model_path}")
     render_mode = "rgb_array" if args.capture_video else None
-    eval_envs = [
-        make_env(task, args.horizon, normalizer, render_mode) for _ in range(min(args.num_envs, args.eval_episodes))
-    ]
+    num_eval_envs = min(args.num_envs, args.eval_episodes)
+    eval_envs = [make_env(task, args.horizon, normalizer, render_mode) for _ in range(num_eval_envs)]
     policy = jax.jit(partial(act, nets, deterministic=domain["deterministic_eval"], flow_steps=args.flow_steps))
     if args.load_model:  # evaluate the saved policy, and stop
-        videos = [[] for _ in range(args.video_episodes if args.capture_video else 0)]
-        result = evaluate(eval_envs, policy, pretrained_params, eval_key, args.eval_episodes, 10**6, videos)
-        success = f", success {result['success']:.3f}" if sparse else ""
-        print(f"{task.env_id}: return {result['episodic_return']:.1f}{success}")
-        if videos:  # beside the model
-            paths = save_videos(os.path.dirname(args.load_model), f"loaded_seed{args.seed}", videos, eval_envs[0])
-            print("videos:", *paths)
+        evaluate_saved_model(eval_envs, policy, pretrained_params, eval_key, args, sparse)
         return
 
     # ALGO LOGIC: the training state of the run's phase, new or where the checkpoint left it; an empty replay
@@ -1005,8 +1051,8 @@ def main(args: Args) -> None:
     tx_critic = optax.adam(args.critic_lr)  # AdamW with weight decay 0
     critic_state = init_critic(jax.random.fold_in(init_key, 1), nets, obs_dim, tx_critic)
     if phase == "pretrain":
-        tx_pretrain, pretrain_schedule, ema_start = pretrain_optimizer(args, args.pretrain_steps, domain)
         params = init_actor(init_key, nets, obs_dim)
+        tx_pretrain = pretrain_optimizer(args, args.pretrain_steps, domain)[0]  # the optimizer `pretrain` steps
         run = dict(pretrain=PretrainState(params, params, tx_pretrain.init(params)), step=0)
     else:
         params = pretrained_params if checkpoint is None else init_actor(init_key, nets, obs_dim)
@@ -1019,59 +1065,24 @@ def main(args: Args) -> None:
     if checkpoint is not None:
         run = restore(run, checkpoint["state"], os.path.join(args.resume, "checkpoint.msgpack"))
         buffer = {k: np.asarray(v) for k, v in checkpoint["buffer"].items()}
-    env_steps_per_iteration = args.num_envs * args.steps_per_iteration * args.horizon
-    global_step = (
-        run["step"] if phase == "pretrain" else args.pretrain_steps + run["iteration"] * env_steps_per_iteration
-    )
+    global_step = run["step"] if phase == "pretrain" else finetune_step(args, run["iteration"])
     if checkpoint is not None:
         print(f"resuming {args.resume} from step {global_step} ({phase})")
     run_dir, writer = open_run(args, task.env_id, global_step)
     print(f"run folder: {run_dir}")
     start_time = time.time()
 
-    # Phase 1: pretraining by flow-matching behaviour cloning, in compiled chunks of `pretrain_log_every` steps.
     if phase == "pretrain":
-        pretrain_state, pretrain_step = run["pretrain"], run["step"]
-        device_data = jax.device_put(data)
-        chunk_fn = partial(pretrain_chunk, ema_start=ema_start, nets=nets, tx=tx_pretrain, args=args)
-        chunk_fn = jax.jit(chunk_fn, static_argnames="num_steps")
-        progress = tqdm(total=args.pretrain_steps, initial=pretrain_step, desc="pretrain", smoothing=0.1)
-        last_checkpoint, every = pretrain_step, args.checkpoint_every * args.pretrain_log_every
-        while pretrain_step < args.pretrain_steps:
-            num_steps = min(args.pretrain_log_every, args.pretrain_steps - pretrain_step)
-            chunk_start = time.time()
-            new_state, losses = chunk_fn(pretrain_state, device_data, pretrain_step, pretrain_key, num_steps=num_steps)
-            losses = np.asarray(losses)
-            if not np.isfinite(losses).all():
-                good = save_model(
-                    run_dir, "pretrained", dict(actor=pretrain_state.ema_params, normalizer=normalizer), args
-                )
-                bad = pretrain_step + 1 + int(np.argmax(~np.isfinite(losses)))
-                stop_on_nan(bad, pretrain_step, good, writer, progress, " (pretraining)")
-            pretrain_state, pretrain_step = new_state, pretrain_step + num_steps
-            progress.update(num_steps)
-            writer.add_scalar("losses/pretrain_loss", float(losses.mean()), pretrain_step)
-            writer.add_scalar("charts/learning_rate", float(pretrain_schedule(pretrain_step - 1)), pretrain_step)
-            writer.add_scalar("charts/SPS", num_steps / (time.time() - chunk_start), pretrain_step)
-            if checkpoint_due(pretrain_step, last_checkpoint, every, args.pretrain_steps):
-                state = dict(pretrain=pretrain_state, step=pretrain_step)
-                content = dict(phase="pretrain", normalizer=normalizer, buffer=buffer, state=state)
-                writer, last_checkpoint = save_checkpoint(run_dir, content, pretrain_step, writer), pretrain_step
-        progress.close()
-        pretrained_params = pretrain_state.ema_params
-        path = save_model(run_dir, "pretrained", dict(actor=pretrained_params, normalizer=normalizer), args)
-        print(f"pretrained policy (EMA weights) saved to {path}")
-        run = finetune_start(pretrained_params, critic_state, tx_actor)
+        params, writer = pretrain(run, data, pretrain_key, normalizer, buffer, nets, run_dir, writer, args, domain)
+        run = finetune_start(params, critic_state, tx_actor)
 
-    # Phase 2: fine-tuning.
+    # Phase 2: fine-tuning, from the pretrained policy (evaluated first) or where the checkpoint left it.
     actor_state, old_params, critic_state = run["actor"], run["old_actor"], run["critic"]
     iteration, actor_updates, reward_ema = run["iteration"], run["actor_updates"], run["reward_ema"]
     resumed = phase == "finetune" and checkpoint is not None
     eval_result = {}
-    if not resumed:  # the pretrained policy, before fine-tuning
-        eval_result = evaluate_and_log(
-            writer, run_dir, eval_envs, policy, actor_state.params, eval_key, 0, args, sparse
-        )
+    if not resumed:
+        eval_result = evaluate_and_log(writer, run_dir, eval_envs, policy, params, eval_key, 0, args, sparse)
     capacity = args.buffer_episodes * args.num_envs * (args.steps_per_iteration // episode_chunks)
     vector_env = partial(gym.vector.AsyncVectorEnv, context="spawn") if args.async_envs else gym.vector.SyncVectorEnv
     env_fns = [partial(make_env, task, args.horizon, normalizer) for _ in range(args.num_envs)]
@@ -1079,11 +1090,11 @@ def main(args: Args) -> None:
     explore_fn = jax.jit(partial(explore, nets, args=args))
     critic_fn = jax.jit(partial(critic_round, nets=nets, tx=tx_critic, args=args, clip=domain["q_target_clip"]))
     actor_fn = jax.jit(partial(actor_step, nets=nets, tx=tx_actor, args=args))
-    global_step = args.pretrain_steps + iteration * env_steps_per_iteration
+    global_step = finetune_step(args, iteration)
     obs = envs.reset(seed=args.seed if iteration == 0 else 10**5 * (args.seed + 1) + iteration)[0] if envs else None
     total, done = args.iterations * args.steps_per_iteration, iteration * args.steps_per_iteration
     progress = tqdm(total=total, initial=done, desc="fine-tune")
-    finetune_start_time, first_iteration, last_checkpoint = time.time(), iteration, iteration if resumed else -1
+    finetune_start_time, first_step, last_checkpoint = time.time(), global_step, iteration if resumed else -1
     while iteration < args.iterations:
         if checkpoint_due(iteration, last_checkpoint, args.checkpoint_every, args.iterations):  # between iterations
             state = dict(actor=actor_state, old_actor=old_params, critic=critic_state, iteration=iteration)
@@ -1092,7 +1103,7 @@ def main(args: Args) -> None:
             writer, last_checkpoint = save_checkpoint(run_dir, content, global_step, writer), iteration
         iteration += 1
         iteration_key, rng = jax.random.fold_in(finetune_key, iteration), np.random.default_rng([args.seed, iteration])
-        global_step = args.pretrain_steps + iteration * env_steps_per_iteration
+        global_step = finetune_step(args, iteration)
 
         # Rollout: exploration with the current policy; sparse-reward tasks start new episodes, seeded by the iteration.
         timer = time.time()
@@ -1103,13 +1114,13 @@ def main(args: Args) -> None:
         rollout = (actor_state.params, rollout_key, args.steps_per_iteration, progress)
         fresh, obs, finished = collect(envs, obs, explore_fn, *rollout)
         fresh = episodes_of(fresh, episode_chunks) if sparse else fresh
-        rollout_time = time.time() - timer
+        seconds = dict(rollout_seconds=time.time() - timer, critic_seconds=0.0, actor_seconds=0.0)
         if args.reward_scale < 0:
             reward_ema = update_reward_ema(reward_ema, fresh["rewards"])
         reward_scale = reward_scale_from(reward_ema) if args.reward_scale < 0 else args.reward_scale
 
         # Critic rounds, each followed by actor steps once the critic has warmed up.
-        critic_time, actor_time, critic_infos, actor_infos = 0.0, 0.0, [], []
+        critic_infos, actor_infos = [], []
         for round_index in range(args.critic_rounds):
             progress.set_postfix_str(f"iteration {iteration}: critic round {round_index + 1}/{args.critic_rounds}")
             round_key = jax.random.fold_in(iteration_key, round_index + 1)
@@ -1118,7 +1129,7 @@ def main(args: Args) -> None:
             batch = critic_batch(segments, reward_scale, sparse)
             new_critic, infos = critic_fn(critic_state, actor_state.params, batch, round_key)
             infos = jax.device_get(infos)
-            critic_time += time.time() - timer
+            seconds["critic_seconds"] += time.time() - timer
             if not np.isfinite(infos["critic_loss"]).all():
                 good = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
                 where = f" (iteration {iteration}, critic round {round_index + 1})"
@@ -1139,28 +1150,14 @@ def main(args: Args) -> None:
                     stop_on_nan(global_step, global_step, good, writer, progress, where)
                 actor_state, actor_updates = new_actor, actor_updates + 1
                 actor_infos.append(info)
-            actor_time += time.time() - timer
+            seconds["actor_seconds"] += time.time() - timer
         buffer = append_segments(buffer, fresh, capacity)
         old_params = actor_state.params  # the trust region's reference for the next iteration
 
         # TRY NOT TO MODIFY: logging and evaluation
-        for k in critic_infos[0]:
-            writer.add_scalar(f"losses/{k}", float(np.mean([info[k] for info in critic_infos])), global_step)
-        for k in actor_infos[0] if actor_infos else []:
-            group = "losses" if k.endswith("loss") else "charts"
-            writer.add_scalar(f"{group}/{k}", float(np.mean([info[k] for info in actor_infos])), global_step)
-        writer.add_scalar("charts/actor_learning_rate", float(actor_schedule(max(actor_updates - 1, 0))), global_step)
-        writer.add_scalar("charts/reward_scale", reward_scale, global_step)
-        if finished:
-            returns, lengths = np.array(finished).T
-            writer.add_scalar("charts/episodic_return", returns.mean(), global_step)
-            writer.add_scalar("charts/episodic_length", lengths.mean(), global_step)
-            if sparse:
-                writer.add_scalar("charts/success", np.mean(returns > 0), global_step)
-        for name, seconds in (("rollout", rollout_time), ("critic", critic_time), ("actor", actor_time)):
-            writer.add_scalar(f"charts/{name}_seconds", seconds, global_step)
-        elapsed = time.time() - finetune_start_time
-        writer.add_scalar("charts/SPS", (iteration - first_iteration) * env_steps_per_iteration / elapsed, global_step)
+        charts = dict(actor_learning_rate=float(actor_schedule(max(actor_updates - 1, 0))), reward_scale=reward_scale)
+        charts |= seconds | {"SPS": (global_step - first_step) / (time.time() - finetune_start_time)}
+        log_iteration(writer, global_step, critic_infos, actor_infos, finished, charts, sparse)
         if iteration % args.eval_every == 0 or iteration == args.iterations:
             eval_result = evaluate_and_log(
                 writer, run_dir, eval_envs, policy, actor_state.params, eval_key, iteration, args, sparse
@@ -1172,12 +1169,12 @@ def main(args: Args) -> None:
     if args.save_model:
         path = save_model(run_dir, args.exp_name, saved_model(actor_state, critic_state, normalizer), args)
         print(f"model saved to {path}")
-    env_steps = (args.iterations - first_iteration) * env_steps_per_iteration
+    env_steps_per_second = (global_step - first_step) / max(time.time() - finetune_start_time, 1e-9)
     final = f"final return {eval_result['episodic_return']:.1f}" if eval_result else "no evaluation"
     final += f", success {eval_result['success']:.3f}" if eval_result and sparse else ""
     print(
         f"{task.env_id}: {final} over {args.eval_episodes} episodes | wall time {time.time() - start_time:.0f} s | "
-        f"{env_steps / max(time.time() - finetune_start_time, 1e-9):.0f} env steps/s while fine-tuning"
+        f"{env_steps_per_second:.0f} env steps/s while fine-tuning"
     )
     writer.close()
 
