@@ -789,14 +789,18 @@ def download(fetch, host: str) -> str:
 
 
 def write_atomically(path: str, content: bytes) -> None:
-    """Write `path.tmp`, then rename it; Ctrl-C waits until the file is whole: nothing is left half-written."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """Write `path.tmp`, then rename it. A Ctrl-C meanwhile (or one received just before, whose handler Python runs
+    later) is held until the file is whole, then handled: nothing is left half-written."""
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda *_: held.append(True))
     try:
         with open(path + ".tmp", "wb") as f:
             f.write(content)
         os.replace(path + ".tmp", path)
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, previous)
+    if held and callable(previous):
+        previous(signal.SIGINT, None)
 
 
 def save_model(run_dir: str, name: str, content: dict, args) -> str:

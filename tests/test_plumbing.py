@@ -31,3 +31,32 @@ def test_the_section_ends_the_file_and_holds_no_method_code():
     assert section.rstrip().endswith('if __name__ == "__main__":\n    main(tyro.cli(Args))')
     for method_word in ("jax.grad", "optax.", "lax.scan"):
         assert method_word not in section, method_word
+
+
+def test_a_ctrl_c_during_an_atomic_write_is_handled_once_the_file_is_whole(tmp_path, monkeypatch):
+    """The run's Ctrl-C handler (SystemExit 130) runs after the rename, not inside the write; no .tmp is left."""
+    import signal
+
+    import fql
+
+    def stop(signum, frame):
+        raise SystemExit(130)
+
+    real_replace = os.replace
+
+    def replace_during_ctrl_c(source, target):
+        signal.raise_signal(signal.SIGINT)  # its handler runs at Python's next check, inside the write
+        real_replace(source, target)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    monkeypatch.setattr(os, "replace", replace_during_ctrl_c)
+    path = str(tmp_path / "args.json")
+    try:
+        try:
+            fql.write_atomically(path, b"x" * 100_000)
+            raise AssertionError("the Ctrl-C was lost")
+        except SystemExit as stopped:
+            assert stopped.code == 130 and signal.getsignal(signal.SIGINT) is stop  # the run's handler is back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert open(path, "rb").read() == b"x" * 100_000 and os.listdir(tmp_path) == ["args.json"]
