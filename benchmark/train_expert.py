@@ -777,4 +777,8 @@ def stop_on_nan(out_dir: str, transitions: int, evaluations: list[dict]) -> None
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    try:
+        main(tyro.cli(Args))
+    except KeyboardInterrupt:  # during set-up (environments, compilation, reading a checkpoint): nothing written yet
+        print("interrupted before training started; the same command starts (or resumes) the run", file=sys.stderr)
+        sys.exit(130)
