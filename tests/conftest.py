@@ -24,6 +24,19 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """The tests make their own datasets, so a script that looks for a missing one must find the machine offline: no
+    test downloads anything, and the tests pass the same on a machine that is online (a test's subprocess runs have
+    every file they need)."""
+    import socket
+
+    def no_connection(*args, **kwargs):
+        raise OSError("the tests run offline")
+
+    monkeypatch.setattr(socket, "create_connection", no_connection)
+
+
 def write_random_play_dataset(path: str, env_name: str, num_episodes: int, episode_steps: int, seed: int) -> None:
     """Roll a uniformly random policy in an OGBench data-collection env and save it in OGBench's npz layout.
 
