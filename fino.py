@@ -1075,7 +1075,11 @@ def on_ctrl_c(run_dir: str | None) -> None:
             line += shlex.join(["python", SCRIPT, "--resume", run_dir])
         for bar in list(tqdm._instances):  # closed first, so that this line is the last one
             bar.close()
-        print(f"interrupted: {line}", file=sys.stderr)
+        print(f"interrupted: {line}", file=sys.stderr, flush=True)
+        while frame is not None and frame.f_code.co_name != "__del__":
+            frame = frame.f_back
+        if frame is not None:  # inside a finaliser (a progress bar's), where Python would ignore the SystemExit: leave
+            os._exit(130)  # now; no file is half-written, since write_atomically holds Ctrl-C
         raise SystemExit(130)
 
     signal.signal(signal.SIGINT, stop)

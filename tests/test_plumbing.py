@@ -60,3 +60,24 @@ def test_a_ctrl_c_during_an_atomic_write_is_handled_once_the_file_is_whole(tmp_p
     finally:
         signal.signal(signal.SIGINT, previous)
     assert open(path, "rb").read() == b"x" * 100_000 and os.listdir(tmp_path) == ["args.json"]
+
+
+def test_a_ctrl_c_handled_inside_a_finaliser_still_ends_the_run():
+    """Python ignores an exception raised in a finaliser (`__del__`, such as a progress bar's); a Ctrl-C whose handler
+    runs there must still end the run with status 130 and one line, not let it go on."""
+    import subprocess
+    import sys
+
+    program = (
+        "import signal, fql\n"
+        "class Finalised:\n"
+        "    def __del__(self):\n"
+        "        signal.raise_signal(signal.SIGINT)  # the handler runs here, inside the finaliser\n"
+        "fql.on_ctrl_c(None)\n"
+        "Finalised()\n"
+        "print('the run went on')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130, result.stderr
+    assert "the run went on" not in result.stdout and "Exception ignored" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line] == ["interrupted: nothing was written"]
