@@ -53,22 +53,34 @@ class Args:
     """a JSON file for every measurement; None: print only"""
 
 
+# Every flag's rule, checked before anything slow: (flags, test, what is accepted), as in the other benchmark tools.
+FLAG_RULES = [
+    (
+        "actor_steps",
+        lambda v: v is None or v >= 0,
+        "must not be negative; give 0 (measure at the checkpoint only) or more",
+    ),
+    ("measure_every", lambda v: v >= 1, "must be positive; give an integer >= 1"),
+    ("seed", lambda v: 0 <= v < 2**32, "must be in [0, 2^32); give a non-negative integer"),
+    (
+        "out",
+        lambda v: v is None or os.path.isdir(os.path.dirname(os.path.abspath(v))),
+        "its folder does not exist; give a path in an existing folder",
+    ),
+    ("run_dir", os.path.isdir, "not a folder; give a run folder of rldt.py (runs/<run>)"),
+]
+
+
 def fail(flag: str, value, why: str):
+    """A bad flag value: one line on stderr, exit status 2."""
     print(f"error: --{flag.replace('_', '-')} {value}: {why}", file=sys.stderr)
     sys.exit(2)
 
 
 def check_args(args: Args) -> None:
-    if args.actor_steps is not None and args.actor_steps < 0:
-        fail("actor_steps", args.actor_steps, "must not be negative; give 0 (measure at the checkpoint only) or more")
-    if args.measure_every < 1:
-        fail("measure_every", args.measure_every, "must be positive; give an integer >= 1")
-    if not 0 <= args.seed < 2**32:
-        fail("seed", args.seed, "must be in [0, 2^32); give a non-negative integer")
-    if args.out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        fail("out", args.out, "its folder does not exist; give a path in an existing folder")
-    if not os.path.isdir(args.run_dir):
-        fail("run_dir", args.run_dir, "not a folder; give a run folder of rldt.py (runs/<run>)")
+    for flag, ok, why in FLAG_RULES:
+        if not ok(value := getattr(args, flag)):
+            fail(flag, value, why)
 
 
 def cosine(a, b) -> float:
