@@ -24,6 +24,23 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+# `python -c PRESS_CTRL_C <step> <script> <flags>`: runs the script and presses Ctrl-C (a real SIGINT) once its progress
+# bar reaches <step>; the Ctrl-C tests of every script use it.
+PRESS_CTRL_C = """
+import os, runpy, signal, sys
+from tqdm import tqdm
+update, at = tqdm.update, int(sys.argv.pop(1))
+
+def update_then_press_ctrl_c(bar, n=1):
+    update(bar, n)
+    if bar.n >= at:
+        os.kill(os.getpid(), signal.SIGINT)
+
+tqdm.update, sys.argv = update_then_press_ctrl_c, sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     """The tests make their own datasets, so a script that looks for a missing one must find the machine offline: no

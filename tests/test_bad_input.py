@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import submitit  # noqa: F401  (configures logging when first imported, closing pytest's handlers: not inside a test)
 import tyro
-from conftest import write_random_minari_dataset
+from conftest import PRESS_CTRL_C, write_random_minari_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmark"))
@@ -1088,22 +1088,6 @@ def check_suggested_commands(message: str) -> None:
             continue
         module = importlib.import_module(os.path.basename(argv[0])[: -len(".py")])
         module.check_args(tyro.cli(module.Args, args=argv[1:], prog=argv[0]))
-
-
-# Ctrl-C: one line that says where the last checkpoint is and the command that continues the run, status 130.
-PRESS_CTRL_C = """
-import os, runpy, signal, sys
-from tqdm import tqdm
-update, at = tqdm.update, int(sys.argv.pop(1))
-
-def update_then_press_ctrl_c(bar, n=1):
-    update(bar, n)
-    if bar.n >= at:
-        os.kill(os.getpid(), signal.SIGINT)
-
-tqdm.update, sys.argv = update_then_press_ctrl_c, sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 @pytest.mark.parametrize("script", ["fql.py", "fino.py"])

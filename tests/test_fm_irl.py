@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import PRESS_CTRL_C
 
 import fm_irl
 from benchmark.summarize import read_events
@@ -473,23 +474,9 @@ def test_minari_demonstrations_end_to_end_then_save_load_evaluate_and_resume(tmp
     assert {k: got[k] for k in expected} == expected
 
 
-# Runs a script with Ctrl-C pressed (a real SIGINT) once its progress bar reaches a given step.
-PRESS_CTRL_C_AT = """
-import os, runpy, signal, sys
-from tqdm import tqdm
-update, at = tqdm.update, int(sys.argv.pop(1))
-def update_and_press(bar, n=1):
-    update(bar, n)
-    if bar.n >= at:
-        os.kill(os.getpid(), signal.SIGINT)
-tqdm.update, sys.argv = update_and_press, sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 def test_ctrl_c_ends_with_one_line_and_status_130_and_the_suggested_resume_finishes(tmp_path, run_env):
     flags = [*HOPPER, "--checkpoint-every", "256"]  # four iterations of 256 steps; Ctrl-C in the third
-    command = [sys.executable, "-c", PRESS_CTRL_C_AT, "600", os.path.join(ROOT, "fm_irl.py"), *flags]
+    command = [sys.executable, "-c", PRESS_CTRL_C, "600", os.path.join(ROOT, "fm_irl.py"), *flags]
     interrupted = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True)
     (run_dir,) = glob.glob("runs/*", root_dir=tmp_path)
     lines = [line for line in interrupted.stderr.splitlines() if line.strip() and "%|" not in line]
