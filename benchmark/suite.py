@@ -3,7 +3,7 @@
     python benchmark/suite.py --method fql-offline --dry-run          # print the 80 commands of the paper's table
     python benchmark/suite.py --method fino --profile quick           # a CPU-sized check of the same code path
     python benchmark/suite.py --method fql-o2o --backend slurm --slurm-partition gpu
-    python benchmark/suite.py --method rldt --profile quick    # pretrain per task, then RLDT and its two ablations
+    python benchmark/suite.py --method rldt --profile quick           # pretrain per task, then RLDT and its ablations
 
 Per-task alpha, discount and q_agg are tables inside fql.py and fino.py and apply by default (fql.py also switches
 to the offline-to-online alpha when --online-steps > 0), so every command passes only the task, the seed and the
@@ -151,10 +151,12 @@ FM_IRL_VARIANTS = {
 
 
 @dataclass(frozen=True)
-class FmIrlSweep:
+class Sweep:
+    """Extra runs of one task beside a profile's variants (FM-IRL and RLDT profiles)."""
+
     task: str
-    exp_name: str  # the run name that keeps its runs apart from FM-IRL's own in the summary
-    flags: tuple[str, ...]  # what the sweep changes in FM-IRL's command
+    exp_name: str  # the run name that keeps its runs apart from the method's own in the summary
+    flags: tuple[str, ...]  # what the sweep changes in the method's command
     seeds: tuple[int, ...]
 
 
@@ -164,7 +166,7 @@ class FmIrlProfile:
     variants: list[str]
     seeds: list[int]
     flags: tuple[str, ...] = ()  # appended to every command
-    sweeps: tuple[FmIrlSweep, ...] = ()  # extra FM-IRL runs, each with its own seeds
+    sweeps: tuple[Sweep, ...] = ()  # extra FM-IRL runs, each with its own seeds
 
 
 FM_IRL_PROFILES = {
@@ -190,9 +192,9 @@ FM_IRL_PROFILES = {
         seeds=[1, 2, 3, 4],
         flags=("--teacher-hidden-dim", "128", "--regularizer-samples", "32"),
         sweeps=(
-            FmIrlSweep("hopper", "fm_irl_25_demos", ("--num-demos", "25"), (1, 2)),
-            FmIrlSweep("pointmaze-medium", "fm_irl", ("--demo-noise", "1"), (1, 2)),  # the summary has a noise column
-            FmIrlSweep("pointmaze-medium", "fm_irl", ("--demo-noise", "2"), (1, 2)),
+            Sweep("hopper", "fm_irl_25_demos", ("--num-demos", "25"), (1, 2)),
+            Sweep("pointmaze-medium", "fm_irl", ("--demo-noise", "1"), (1, 2)),  # the summary has a noise column
+            Sweep("pointmaze-medium", "fm_irl", ("--demo-noise", "2"), (1, 2)),
         ),
     ),
 }
@@ -466,8 +468,9 @@ def launch(commands: list[list[str]], args: Args) -> list[int]:
     return []
 
 
-# rldt: pretrain one policy per task (seed 0), then fine-tune RLDT and its two ablations from it for every seed, as
-# the official code fine-tunes one pretrained checkpoint per task. A block of its own, run in two stages.
+# rldt: pretrain one policy per task (seed 0), then fine-tune RLDT and its two ablations from it for every seed (and,
+# in the quick profile, a sweep on hopper), as the official code fine-tunes one pretrained checkpoint per task. A block
+# of its own, run in two stages.
 RLDT_VARIANTS = {"rldt": (), "rldt-delta": ("--svgd-type", "delta"), "rldt-temp0": ("--svgd-temp", "0")}
 RLDT_QUICK_ACTOR = ("--actor-hidden-dims", "256", "256", "256")
 RLDT_QUICK_HOPPER = ("--num-envs", "10", "--eval-episodes", "50")
@@ -489,9 +492,22 @@ RLDT_QUICK_CUBE_FINETUNE = (
     "--critic-warmup-iterations",
     "20",
 )
-RLDT_PROFILES = {  # profile: (tasks, seeds, {task: (pretraining flags, fine-tuning flags)})
+# hopper: the parts of RLDT apart (docs/rldt.md, "What the field does at the official temperature"): the paper's
+# 2-iteration warm-up; no field (consistency and trust region only); and `delta` with both regularisers 4.9 times
+# stronger, the norm ratio of delta's actor gradient to the field's measured by benchmark/rldt_field.py on hopper.
+RLDT_QUICK_HOPPER_SWEEPS = (
+    Sweep("hopper", "rldt-warmup2", ("--critic-warmup-iterations", "2"), (0, 1)),
+    Sweep("hopper", "rldt-none", ("--svgd-type", "none"), (0, 1)),
+    Sweep(
+        "hopper",
+        "rldt-delta-scaled",
+        ("--svgd-type", "delta", "--consistency-coef", "2.45", "--kl-coef", "0.98"),
+        (0, 1),
+    ),
+)
+RLDT_PROFILES = {  # profile: (tasks, seeds, {task: (pretraining flags, fine-tuning flags)}, sweeps)
     # The paper's settings are rldt.py's per-domain defaults; its seed count is unknown, 5 is this project's choice.
-    "paper": (["hopper", "walker2d", "halfcheetah"], list(range(5)), {}),
+    "paper": (["hopper", "walker2d", "halfcheetah"], list(range(5)), {}, ()),
     # Quick (about 50 minutes per task on 2 idle CPU cores, two runs at a time): 3x256 policies, few environments, a
     # 20-iteration critic warm-up (see above), evaluated every 4 iterations. The cube-single demonstrations (10
     # episodes, noise 0.3) come from
@@ -520,13 +536,14 @@ RLDT_PROFILES = {  # profile: (tasks, seeds, {task: (pretraining flags, fine-tun
                 (*RLDT_QUICK_CUBE, *RLDT_QUICK_CUBE_FINETUNE),
             ),
         },
+        RLDT_QUICK_HOPPER_SWEEPS,
     ),
 }
 
 
 def rldt_commands(args: Args, pretrained: dict[str, str]) -> tuple[list[list[str]], list[list[str]]]:
     """(pretraining commands, fine-tuning commands); `pretrained` maps a task to its pretrained policy file."""
-    tasks, seeds, flags = RLDT_PROFILES[args.profile]
+    tasks, seeds, flags, sweeps = RLDT_PROFILES[args.profile]
     tasks, seeds = args.tasks or tasks, args.seeds if args.seeds is not None else seeds
     extra = shlex.split(args.extra_args)
     pretrain, finetune = [], []
@@ -538,11 +555,24 @@ def rldt_commands(args: Args, pretrained: dict[str, str]) -> tuple[list[list[str
             [*base, "--seed", "0", "--iterations", "0", "--exp-name", "rldt-pretrain", *pretrain_flags, *extra]
         )
         policy = pretrained.get(task, f"<pretrained.flax of the {task} pretraining run>")
-        for variant, variant_flags in RLDT_VARIANTS.items():
-            for seed in seeds:
-                run = [*base, "--seed", str(seed), "--pretrained", policy, "--exp-name", variant]
-                finetune.append([*run, *finetune_flags, *variant_flags, *extra])
+        runs = [(variant, changes, seed) for variant, changes in RLDT_VARIANTS.items() for seed in seeds]
+        for sweep in sweeps:
+            if sweep.task == task:
+                runs += [(sweep.exp_name, sweep.flags, seed) for seed in args.seeds or sweep.seeds]
+        for exp_name, changes, seed in runs:
+            run = [*base, "--seed", str(seed), "--pretrained", policy, "--exp-name", exp_name]
+            finetune.append([*run, *without_flags(finetune_flags, changes), *changes, *extra])
     return pretrain, finetune
+
+
+def without_flags(flags: tuple[str, ...], changes: tuple[str, ...]) -> list[str]:
+    """`flags` less every flag (and its values) that `changes` sets again, so that each flag appears once."""
+    changed = {word for word in changes if word.startswith("--")}
+    kept, keep = [], True
+    for word in flags:
+        keep = word not in changed if word.startswith("--") else keep
+        kept += [word] if keep else []
+    return kept
 
 
 def rldt_pretrained_policy(task: str) -> str | None:
@@ -585,7 +615,8 @@ def run_rldt_suite(args: Args) -> int:
         return 0
     failed = len(pretrain) + len(finetune) - returncodes.count(0)
     print(f"{len(returncodes) - failed}/{len(pretrain) + len(finetune)} runs finished; tables and plots:")
-    print(f"python benchmark/summarize.py --rldt --methods {' '.join(RLDT_VARIANTS)} --out-dir {args.results_dir}")
+    methods = dict.fromkeys(argv[argv.index("--exp-name") + 1] for argv in finetune)
+    print(f"python benchmark/summarize.py --rldt --methods {' '.join(methods)} --out-dir {args.results_dir}")
     return 1 if failed else 0
 
 

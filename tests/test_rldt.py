@@ -733,9 +733,19 @@ def test_suite_and_summary_of_rldt_runs(tmp_path):
     from benchmark import suite, summarize
 
     pretrain, finetune = suite.rldt_commands(suite.Args(method="rldt", profile="quick"), {"hopper": "p.flax"})
-    assert [argv[2] for argv in pretrain] == ["hopper", "cube-single"] and len(finetune) == 12
+    assert [argv[2] for argv in pretrain] == ["hopper", "cube-single"] and len(finetune) == 12 + 6
     assert finetune[0][:8] == ["rldt.py", "--env-id", "hopper", "--seed", "0", "--pretrained", "p.flax", "--exp-name"]
-    assert {argv[argv.index("--exp-name") + 1] for argv in finetune} == {"rldt", "rldt-delta", "rldt-temp0"}
+    names = [argv[argv.index("--exp-name") + 1] for argv in finetune]
+    assert set(names) == {"rldt", "rldt-delta", "rldt-temp0", "rldt-warmup2", "rldt-none", "rldt-delta-scaled"}
+    assert {argv[2] for argv, name in zip(finetune, names, strict=True) if name == "rldt-none"} == {"hopper"}
+    (warmup2, _) = [argv for argv, name in zip(finetune, names, strict=True) if name == "rldt-warmup2"]
+    assert warmup2.count("--critic-warmup-iterations") == 1  # the sweep's value replaces the profile's 20
+    assert warmup2[warmup2.index("--critic-warmup-iterations") + 1] == "2" and "--eval-every" in warmup2
+    scaled = suite.rldt_commands(suite.Args(method="rldt", profile="quick", tasks=["hopper"], seeds=[7]), {})[1][-1]
+    assert scaled[scaled.index("--seed") + 1] == "7" and scaled[-6:] == [
+        *("--svgd-type", "delta", "--consistency-coef", "2.45", "--kl-coef", "0.98")
+    ]
+    assert len(suite.rldt_commands(suite.Args(method="rldt", profile="quick", tasks=["cube-single"]), {})[1]) == 6
 
     def write(method, seed, env_id, tag, values):
         run_dir = tmp_path / "runs" / f"{env_id}__{method}__{seed}__{seed}"
