@@ -21,9 +21,14 @@ The quick profile reads small regenerated datasets from data/ (200 episodes, abo
     python benchmark/make_dataset.py --dataset cube-single-play-v0 --num-episodes 200 --out-dir data
     python benchmark/make_dataset.py --dataset scene-play-v0 --num-episodes 200 --out-dir data
 
-FM-IRL (`--method fm-irl`) learns online from demonstrations; its quick profile runs FM-IRL and its two ablations on
-hopper (the Minari expert dataset) and pointmaze-medium, and a demonstration-noise sweep on pointmaze-medium, from
-demonstrations in data/ (seconds each), then `python benchmark/summarize.py --fm-irl` writes the table and curves:
+RLDT (`--method rldt`) pretrains one policy per task, then fine-tunes RLDT, `--svgd-type delta` and `--svgd-temp 0`
+from it; its quick profile adds a hopper sweep that takes the method apart (no field, the paper's 2-iteration critic
+warm-up, `delta` at the field's scale).
+
+FM-IRL (`--method fm-irl`) learns online from demonstrations; its quick profile runs FM-IRL and its reward-only
+ablation on hopper (the Minari expert dataset) and pointmaze-medium, 25 hopper demonstrations instead of 1, and a
+demonstration-noise sweep on pointmaze-medium, from demonstrations in data/ (seconds each), then
+`python benchmark/summarize.py --fm-irl` writes the table and curves:
 
     for noise in 0.5 1 2; do python benchmark/make_dataset.py --demos pointmaze-medium-singletask-task1-v0 \
         --num-episodes 51 --noise $noise --out-dir data$([ $noise = 0.5 ] || echo /demos-noise$noise); done
@@ -224,7 +229,7 @@ class Args:
     """Run a method's benchmark suite (the paper's tasks x seeds), locally, with submitit locally, or on slurm."""
 
     method: Literal["fql-offline", "fql-o2o", "fino", "rldt", "fm-irl"] = "fql-offline"
-    """the suite to run: FQL offline, FQL offline-to-online, FINO (offline-to-online), RLDT and its two ablations, or
+    """the suite to run: FQL offline, FQL offline-to-online, FINO (offline-to-online), RLDT and its ablations, or
     FM-IRL (online)"""
     profile: Literal["paper", "quick"] = "paper"
     """`paper`: the paper's tasks, seeds, steps and networks; `quick`: the same code path sized for a CPU"""
