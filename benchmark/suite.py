@@ -34,8 +34,10 @@ demonstration-noise sweep on pointmaze-medium, from demonstrations in data/ (sec
         --num-episodes 51 --noise $noise --out-dir data$([ $noise = 0.5 ] || echo /demos-noise$noise); done
 """
 
+import contextlib
 import datetime
 import importlib
+import io
 import os
 import queue
 import shlex
@@ -205,15 +207,34 @@ FM_IRL_PROFILES = {
 }
 
 
+def profile_names(tasks: list[str], names, script: str) -> list[str]:
+    """Each task under the profile's own name for it, if `names` has one that `script` resolves to the same environment
+    (`Hopper-v5` -> `hopper`), so that the profile's settings and sweeps follow the task, not its spelling."""
+    sys.path.insert(0, str(REPO_ROOT))
+    resolve = importlib.import_module(script).resolve_task
+
+    def env_id(name: str) -> str | None:
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # an unknown task is reported later, by check_commands
+                task = resolve(name) if script == "fm_irl" else resolve(name, None)
+        except SystemExit:
+            return None
+        return task.env_id if task else None
+
+    known = {env_id(name): name for name in names}
+    return [task if task in names else known.get(env_id(task) or "", task) for task in tasks]
+
+
 def build_fm_irl_commands(args: "Args") -> list[list[str]]:
     """One argv per (task, variant, seed), then per (sweep, seed); --tasks and --seeds narrow both."""
     profile = FM_IRL_PROFILES[args.profile]
     seeds = args.seeds if args.seeds is not None else profile.seeds
+    tasks = profile_names(args.tasks, profile.tasks, "fm_irl") if args.tasks else list(profile.tasks)
     runs = []  # (task, exp_name, what it changes, seed)
-    for task in args.tasks or profile.tasks:
+    for task in tasks:
         runs += [(task, variant, FM_IRL_VARIANTS[variant], seed) for variant in profile.variants for seed in seeds]
     for sweep in profile.sweeps:
-        if args.tasks is None or sweep.task in args.tasks:
+        if sweep.task in tasks:
             runs += [(sweep.task, sweep.exp_name, sweep.flags, seed) for seed in args.seeds or sweep.seeds]
     commands = []
     for task, exp_name, changes, seed in runs:
@@ -549,7 +570,8 @@ RLDT_PROFILES = {  # profile: (tasks, seeds, {task: (pretraining flags, fine-tun
 def rldt_commands(args: Args, pretrained: dict[str, str]) -> tuple[list[list[str]], list[list[str]]]:
     """(pretraining commands, fine-tuning commands); `pretrained` maps a task to its pretrained policy file."""
     tasks, seeds, flags, sweeps = RLDT_PROFILES[args.profile]
-    tasks, seeds = args.tasks or tasks, args.seeds if args.seeds is not None else seeds
+    tasks = profile_names(args.tasks, flags, "rldt") if args.tasks else tasks
+    seeds = args.seeds if args.seeds is not None else seeds
     extra = shlex.split(args.extra_args)
     pretrain, finetune = [], []
     for task in tasks:

@@ -566,6 +566,9 @@ def test_suite_builds_the_quick_profile_with_the_official_seeds_the_ablation_and
     hopper = suite.build_fm_irl_commands(suite.Args(method="fm-irl", profile="quick", tasks=["hopper"], seeds=[7]))
     assert [c[c.index("--exp-name") + 1] for c in hopper] == ["fm_irl", "fm_irl_no_regularizer", "fm_irl_25_demos"]
     assert all(c[c.index("--seed") + 1] == "7" for c in hopper)
+    # a task spelt as its full id gets the profile's settings and sweeps all the same
+    spelt = suite.build_fm_irl_commands(suite.Args(method="fm-irl", profile="quick", tasks=["Hopper-v5"], seeds=[7]))
+    assert spelt == hopper
     paper = suite.build_fm_irl_commands(suite.Args(method="fm-irl", seeds=[3], tasks=["walker2d"]))
     assert [suite.format_command(c) for c in paper] == ["python fm_irl.py --env-id walker2d --seed 3 --exp-name fm_irl"]
 

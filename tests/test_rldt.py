@@ -746,6 +746,9 @@ def test_suite_and_summary_of_rldt_runs(tmp_path):
         *("--svgd-type", "delta", "--consistency-coef", "2.45", "--kl-coef", "0.98")
     ]
     assert len(suite.rldt_commands(suite.Args(method="rldt", profile="quick", tasks=["cube-single"]), {})[1]) == 6
+    spelt = suite.Args(method="rldt", profile="quick", tasks=["cube-single-singletask-task2-v0"])  # its full id
+    cube = suite.Args(method="rldt", profile="quick", tasks=["cube-single"])
+    assert suite.rldt_commands(spelt, {}) == suite.rldt_commands(cube, {})
 
     def write(method, seed, env_id, tag, values):
         run_dir = tmp_path / "runs" / f"{env_id}__{method}__{seed}__{seed}"
