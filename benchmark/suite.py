@@ -210,7 +210,6 @@ FM_IRL_PROFILES = {
 def profile_names(tasks: list[str], names, script: str) -> list[str]:
     """Each task under the profile's own name for it, if `names` has one that `script` resolves to the same environment
     (`Hopper-v5` -> `hopper`), so that the profile's settings and sweeps follow the task, not its spelling."""
-    sys.path.insert(0, str(REPO_ROOT))
     resolve = importlib.import_module(script).resolve_task
 
     def env_id(name: str) -> str | None:
@@ -594,17 +593,17 @@ def rldt_commands(args: Args, pretrained: dict[str, str]) -> tuple[list[list[str
 
 def without_flags(flags: tuple[str, ...], changes: tuple[str, ...]) -> list[str]:
     """`flags` less every flag (and its values) that `changes` sets again, so that each flag appears once."""
-    changed = {word for word in changes if word.startswith("--")}
     kept, keep = [], True
     for word in flags:
-        keep = word not in changed if word.startswith("--") else keep
-        kept += [word] if keep else []
+        if word.startswith("--"):  # a flag; the words up to the next one are its values
+            keep = word not in changes
+        if keep:
+            kept.append(word)
     return kept
 
 
 def rldt_pretrained_policy(task: str) -> str | None:
     """The newest pretrained.flax of a `rldt-pretrain` run of this task under runs/, relative to the repository."""
-    sys.path.insert(0, str(REPO_ROOT))
     from rldt import resolve_task
 
     env_id = resolve_task(task, None).env_id
